@@ -39,16 +39,35 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='flexrl', description='flex-rl: RL skills steered by a language model.')
     sub = p.add_subparsers(dest='cmd', required=True)
     sub.add_parser('paths', help='print where runs, skills, models and caches live')
-    d = sub.add_parser('demo', help='run the main job (for now: every notebook at smoke size)')
+    d = sub.add_parser('demo', help='run the main job: the default skill library, then every notebook at smoke size')
     d.add_argument('--out', type=Path, default=None, help='folder for executed notebooks')
+    t = sub.add_parser('train-skills', help='train a skill library (params/train_skills.yaml unless -f)')
+    t.add_argument('-f', '--params', type=Path, default=None, help='params YAML (default: params/train_skills.yaml)')
+    t.add_argument('overrides', nargs='*', help='key=value overrides, e.g. total_timesteps=20000')
     return p
+
+# %% ../nbs/90_cli.ipynb #1d5cf844
+def _default_params(name: str) -> Path | None:
+    "`params/<name>.yaml` of the checkout, if there is one."
+    p = (project_root() or Path.cwd())/'params'/f'{name}.yaml'
+    return p if p.exists() else None
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `flexrl` command."
+    from flexrl.core import ParamsError
     a = _parser().parse_args(argv)
-    if a.cmd == 'paths':
-        for k, v in vars(get_paths()).items(): print(f'{k:7} {v}')
-    elif a.cmd == 'demo':
-        out = run_smoke(a.out)
-        print(f'demo: executed notebooks are in {out}')
+    try:
+        if a.cmd == 'paths':
+            for k, v in vars(get_paths()).items(): print(f'{k:7} {v}')
+        elif a.cmd == 'train-skills':
+            from flexrl.skills import load_train_config, train_skills
+            lib = train_skills(load_train_config(a.params or _default_params('train_skills'), a.overrides))
+            print(f'train-skills: library in {lib.path}; success: ' + ', '.join(f'{k} {v:.0%}' for k, v in lib.success_rates().items()))
+        elif a.cmd == 'demo':
+            from flexrl.skills import default_library
+            print(f'demo: skill library {default_library().path}')
+            print(f'demo: executed notebooks are in {run_smoke(a.out)}')
+    except ParamsError as e:
+        print(f'flexrl {a.cmd}: {e}', file=sys.stderr)
+        return 2
     return 0

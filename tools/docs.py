@@ -55,7 +55,7 @@ def execute(src: Path, dst: Path, skip_flags: set[str], timeout: int = 900):
     for i, c in enumerate(nb.cells):
         if c.cell_type == 'code' and skip_flags & {d.split()[0] for d in _directives(c.source) if d}:
             skipped[i], c.source = c.source, 'pass'
-    env = dict(os.environ, IN_TEST='1')
+    env = dict(os.environ, IN_TEST='1', FLEXRL_HOME=os.environ.get('FLEXRL_DOCS_HOME') or tempfile.mkdtemp(prefix='flexrl-docs-home-'))
     NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(src.parent)}},
                    env=env).execute()
     for i, s in skipped.items(): nb.cells[i].source = s

@@ -13,6 +13,8 @@ step "notebooks clean, library and README in sync"
 tools/check_sync.sh
 
 step "nbdev_test ${FLAGS:+(flags: $FLAGS)}"
+# notebooks log and train into a throw-away home: the tests never touch your runs, skills or MLflow store
+export FLEXRL_HOME=${FLEXRL_TEST_HOME:-$(mktemp -d -t flexrl-test-XXXX)}
 "$BIN/nbdev_test" --n_workers 2 --timing ${FLAGS:+--flags "$FLAGS"}
 
 step "pytest tests/"
