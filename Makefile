@@ -36,7 +36,7 @@ nbdocs: $(STAMP)  ## the nbdev/Quarto docs (needs Quarto installed)
 	@$(BIN)/nbdev_docs
 
 export: $(STAMP)  ## notebooks -> flexrl/ and README.md
-	@$(BIN)/nbdev_clean && $(BIN)/nbdev_export && $(BIN)/python tools/docs.py readme
+	@$(BIN)/nbdev_clean && $(BIN)/python tools/strip_outputs.py && $(BIN)/nbdev_export && $(BIN)/python tools/docs.py readme
 
 bench: $(STAMP)  ## run the benchmarks in bench/
 	@for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done

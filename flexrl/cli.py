@@ -4,58 +4,110 @@
 
 # %% ../nbs/90_cli.ipynb #31e6d26d
 from __future__ import annotations
-import argparse, sys, time
+import argparse, os, sys, time, signal, threading
 from pathlib import Path
 from .core import get_paths, get_logger, project_root
 
 # %% auto #0
-__all__ = ['smoke_notebooks', 'run_smoke', 'main']
+__all__ = ['main']
 
-# %% ../nbs/90_cli.ipynb #320bf29d
-def smoke_notebooks(nbs: Path | None = None) -> list[Path]:
-    "The notebooks of the smoke path: numbered library notebooks, then `experiments/`, in order."
-    nbs = nbs or (project_root() or Path.cwd())/'nbs'
-    if not nbs.exists(): raise FileNotFoundError(f'no notebooks folder at {nbs}: run the demo from a flex-rl checkout')
-    lib = sorted(p for p in nbs.glob('[0-9]*.ipynb'))
-    return lib + sorted((nbs/'experiments').glob('[!_]*.ipynb'))
-
-# %% ../nbs/90_cli.ipynb #0338e7ea
-def run_smoke(out: Path | None = None,  # folder for the executed notebooks (default: runs/demo/<time>)
-              nbs: list[Path] | None = None,  # notebooks to run (default: `smoke_notebooks()`)
-             ) -> Path:
-    "Execute the smoke-path notebooks with papermill, each in its own folder as cwd; return the output folder."
-    import papermill as pm
-    from tqdm.auto import tqdm
-    out = out or get_paths().runs/'demo'/time.strftime('%Y%m%d-%H%M%S')
-    out.mkdir(parents=True, exist_ok=True)
-    nbs = nbs if nbs is not None else smoke_notebooks()
-    for nb in (bar := tqdm(nbs, desc='smoke path', unit='nb')):
-        bar.set_postfix_str(nb.name)
-        pm.execute_notebook(nb, out/nb.name, cwd=nb.parent, progress_bar=False, kernel_name='python3')
-    return out
-
-# %% ../nbs/90_cli.ipynb #25b77272
+# %% ../nbs/90_cli.ipynb #2856635d
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='flexrl', description='flex-rl: RL skills steered by a language model.')
     sub = p.add_subparsers(dest='cmd', required=True)
     sub.add_parser('paths', help='print where runs, skills, models and caches live')
-    d = sub.add_parser('demo', help='run the main job: the default skill library, then every notebook at smoke size')
-    d.add_argument('--out', type=Path, default=None, help='folder for executed notebooks')
+    d = sub.add_parser('demo', help='run the main job: the adaptive agent, with an instruction injected mid-episode')
+    d.add_argument('--episodes', type=int, default=4, help='episodes of the switch task')
+    d.add_argument('--selector', default='tuned', help='selector to show: tuned, zero-shot, scripted, random, fixed, tiny')
+    e = sub.add_parser('evaluate', help='evaluate the agent on the task suite (params/evaluate_agent.yaml unless -f)')
+    e.add_argument('-f', '--params', type=Path, default=None, help='params YAML (default: params/evaluate_agent.yaml)')
+    e.add_argument('overrides', nargs='*', help='key=value overrides, e.g. episodes=10')
     t = sub.add_parser('train-skills', help='train a skill library (params/train_skills.yaml unless -f)')
     t.add_argument('-f', '--params', type=Path, default=None, help='params YAML (default: params/train_skills.yaml)')
     t.add_argument('overrides', nargs='*', help='key=value overrides, e.g. total_timesteps=20000')
+    _experiment_parsers(sub)
     return p
 
-# %% ../nbs/90_cli.ipynb #1d5cf844
+# %% ../nbs/90_cli.ipynb #53f0cec7
+def _experiment_parsers(sub):
+    "The `run`, `sweep`, `runs` and `ui` commands (`flexrl.runner`)."
+    nb_help = 'notebook path or name, e.g. train_skills (looked up in nbs/ and nbs/experiments/)'
+    r = sub.add_parser('run', help='execute a notebook with papermill as one MLflow run')
+    r.add_argument('notebook', help=nb_help)
+    r.add_argument('-f', '--params', type=Path, default=None, help="params YAML (default: the notebook's smoke-size defaults)")
+    r.add_argument('overrides', nargs='*', help='key=value overrides; dotted keys reach into dict params: ppo.n_steps=64')
+    r.add_argument('--parent-run-id', default=None, help='make the run a child of this MLflow run')
+    s = sub.add_parser('sweep', help='run a notebook over a grid or list of params, N at a time, as child runs of one MLflow run')
+    s.add_argument('notebook', help=nb_help)
+    s.add_argument('-f', '--sweep', type=Path, default=None, help='sweep YAML (params/sweeps/*.yaml)')
+    s.add_argument('-p', '--params', type=Path, default=None, help="params YAML every run starts from (default: the sweep file's)")
+    s.add_argument('-j', '--jobs', type=int, default=2, help='runs at a time (processes)')
+    s.add_argument('overrides', nargs='*', help='Hydra-style overrides: key=a,b,c or key=range(0,4) sweep, key=v fixes')
+    for x in (r, s):
+        x.add_argument('--experiment', default=None, help="MLflow experiment (default: the notebook's name)")
+        x.add_argument('--name', default=None, help='run name')
+        x.add_argument('--timeout', type=float, default=None, help='seconds any one cell may take')
+        x.add_argument('--no-progress', action='store_true', help='no progress bar')
+    l = sub.add_parser('runs', help='list and compare runs from the store (no UI needed)')
+    l.add_argument('experiment', nargs='?', default=None, help='experiment name (default: all)')
+    l.add_argument('-n', '--max', type=int, default=30, help='newest runs to show')
+    l.add_argument('--parent', default=None, help="only the children of this run (a sweep's runs)")
+    l.add_argument('--csv', action='store_true', help='print CSV instead of a table')
+    u = sub.add_parser('ui', help='start the MLflow UI on the embedded store (runs/mlflow.db)')
+    u.add_argument('--port', type=int, default=5000); u.add_argument('--host', default='127.0.0.1')
+
+# %% ../nbs/90_cli.ipynb #97af8c25
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    "Parse the command line; `key=value` overrides may come before or after options."
+    p = _parser()
+    a, extra = p.parse_known_args(argv)
+    if extra and hasattr(a, 'overrides') and all('=' in x and not x.startswith('-') for x in extra): a.overrides += extra
+    elif extra: p.error(f"unrecognized arguments: {' '.join(extra)}")
+    return a
+
+def _interrupt(*_): raise KeyboardInterrupt
+
+def _stop_on_sigterm():
+    "Turn SIGTERM into `KeyboardInterrupt`, so a stopped run still ends FAILED with its notebook logged."
+    if threading.current_thread() is threading.main_thread(): signal.signal(signal.SIGTERM, _interrupt)
+
+# %% ../nbs/90_cli.ipynb #6e4fcc90
+def _cmd_run(a):
+    from flexrl.runner import run_notebook
+    r = run_notebook(a.notebook, a.params, a.overrides, a.experiment, a.name, a.parent_run_id, a.timeout, progress=not a.no_progress)
+    ms = ', '.join(f'{k} {v:.4g}' for k, v in sorted(r.metrics.items())[:8])
+    print(f'run: {r.run_id} FINISHED; executed notebook {r.output}' + (f'; {ms}' if ms else ''))
+
+def _cmd_sweep(a):
+    from flexrl.runner import sweep, print_runs
+    print_runs(sweep(a.notebook, a.sweep, a.overrides, a.jobs, a.params, a.experiment, a.name, a.timeout, progress=not a.no_progress))
+
+def _cmd_runs(a):
+    from flexrl.runner import runs_table, print_runs
+    t = runs_table(a.experiment, a.parent, max_results=a.max)
+    if t.empty: print('no runs' + (f" in '{a.experiment}'" if a.experiment else ''))
+    elif a.csv: print(t.to_csv(index=False), end='')
+    else: print_runs(t, title=a.experiment)
+
+def _cmd_ui(a):
+    from flexrl.runner import ui_command
+    from flexrl.tracking import init_store
+    cmd = ui_command(a.host, a.port)
+    print(f'flexrl ui: MLflow UI on http://{a.host}:{a.port} for {init_store()}; Ctrl-C stops it', flush=True)
+    os.execv(cmd[0], cmd)
+
+# %% ../nbs/90_cli.ipynb #1151d4a6
 def _default_params(name: str) -> Path | None:
     "`params/<name>.yaml` of the checkout, if there is one."
     p = (project_root() or Path.cwd())/'params'/f'{name}.yaml'
     return p if p.exists() else None
 
+# %% ../nbs/90_cli.ipynb #a49154ce
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `flexrl` command."
     from flexrl.core import ParamsError
-    a = _parser().parse_args(argv)
+    a = _parse(argv)
+    if argv is None and a.cmd in ('run', 'sweep'): _stop_on_sigterm()
     try:
         if a.cmd == 'paths':
             for k, v in vars(get_paths()).items(): print(f'{k:7} {v}')
@@ -64,10 +116,21 @@ def main(argv: list[str] | None = None) -> int:
             lib = train_skills(load_train_config(a.params or _default_params('train_skills'), a.overrides))
             print(f'train-skills: library in {lib.path}; success: ' + ', '.join(f'{k} {v:.0%}' for k, v in lib.success_rates().items()))
         elif a.cmd == 'demo':
-            from flexrl.skills import default_library
-            print(f'demo: skill library {default_library().path}')
-            print(f'demo: executed notebooks are in {run_smoke(a.out)}')
-    except ParamsError as e:
+            from flexrl.agent import demo
+            demo(a.episodes, a.selector)
+        elif a.cmd == 'evaluate':
+            from flexrl.agent import eval_config, evaluate_suite, results_markdown
+            table, _, files = evaluate_suite(eval_config(a.params or _default_params('evaluate_agent'), a.overrides))
+            print(results_markdown(table)); print(f"evaluate: table {files['markdown']}")
+        else: {'run': _cmd_run, 'sweep': _cmd_sweep, 'runs': _cmd_runs, 'ui': _cmd_ui}[a.cmd](a)
+    except (ParamsError, FileNotFoundError, LookupError) as e:
         print(f'flexrl {a.cmd}: {e}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f'flexrl {a.cmd}: interrupted', file=sys.stderr)
+        return 130
+    except Exception as e:
+        if type(e).__name__ not in ('NotebookError', 'SweepError'): raise
+        print(f'flexrl {a.cmd}: {e}', file=sys.stderr)
+        return 1
     return 0

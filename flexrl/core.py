@@ -13,7 +13,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError, OmegaConfBaseExcep
 
 # %% auto #0
 __all__ = ['project_root', 'Paths', 'get_paths', 'seed_everything', 'get_logger', 'ParamsError', 'parse_overrides', 'load_params',
-           'params_hash']
+           'typed_params', 'params_hash']
 
 # %% ../nbs/00_core.ipynb #ed866f1a
 def project_root() -> Path | None:
@@ -146,6 +146,16 @@ def load_params(path: str | Path | None = None,  # YAML file (omit to use only t
         for source, part in parts[1:]:
             _check_against(cfg, part, source)
             cfg = OmegaConf.merge(cfg, part)
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+# %% ../nbs/00_core.ipynb #69f331de
+def typed_params(schema: Any,                 # dataclass typing every key
+                 values: dict,                # e.g. a notebook's parameters
+                 source: str = 'parameters',  # named in error messages
+                ) -> DictConfig:
+    "Check `values` against `schema` as `load_params` checks a file; unknown or mistyped keys raise `ParamsError`."
+    cfg = _merge_typed(schema, [(source, OmegaConf.create(values))])
     OmegaConf.set_struct(cfg, True)
     return cfg
 

@@ -18,3 +18,9 @@ def test_paths_follow_env(python, tmp_path):
 def test_unknown_command_is_a_usage_error(python):
     r = flexrl(python, 'fly')
     assert r.returncode == 2 and "invalid choice: 'fly'" in r.stderr
+
+
+def test_bad_evaluate_params_name_the_key(python, tmp_path):
+    r = flexrl(python, 'evaluate', 'episode=3', env={'FLEXRL_HOME': str(tmp_path)})
+    assert r.returncode == 2 and "unknown key 'episode'" in r.stderr and "did you mean 'episodes'" in r.stderr, r.stderr
+    assert not (tmp_path/'runs'/'skills').exists()  # stopped before training or evaluating anything

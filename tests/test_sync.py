@@ -55,3 +55,22 @@ def test_notebook_with_outputs_fails(repo, python):
     nb.write_text(json.dumps(d, indent=1))
     r = check(repo, python)
     assert r.returncode == 1 and 'nbdev_clean' in r.stderr and '90_cli.ipynb' in r.stderr, r.stderr
+
+
+def test_papermill_parameters_tag_survives_the_clean(repo, python):
+    import json
+    r = check(repo, python)
+    assert r.returncode == 0, r.stderr
+    for nb in (repo/'nbs'/'experiments').glob('*.ipynb'):
+        tags = [c['metadata'].get('tags', []) for c in json.loads(nb.read_text())['cells']]
+        assert ['parameters'] in tags, f'{nb.name} lost its parameters tag'
+
+
+def test_cleaned_outputs_still_fail(repo, python):
+    import json
+    nb = repo/'nbs'/'00_core.ipynb'
+    d = json.loads(nb.read_text())
+    next(c for c in d['cells'] if c['cell_type'] == 'code')['outputs'] = [{'output_type': 'stream', 'name': 'stdout', 'text': ['hi\n']}]
+    nb.write_text(json.dumps(d, indent=1, ensure_ascii=False) + '\n')
+    r = check(repo, python)
+    assert r.returncode == 1 and '00_core.ipynb' in r.stderr, r.stderr
