@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument('-f', '--params', type=Path, default=None, help='params YAML (default: params/train_skills.yaml)')
     t.add_argument('overrides', nargs='*', help='key=value overrides, e.g. total_timesteps=20000')
     _experiment_parsers(sub)
+    sub.add_parser('serve', add_help=False, help='serve the skill selector over HTTP, OpenAI-compatible (flexrl serve --help)')
     return p
 
 # %% ../nbs/90_cli.ipynb #53f0cec7
@@ -61,6 +62,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     "Parse the command line; `key=value` overrides may come before or after options."
     p = _parser()
     a, extra = p.parse_known_args(argv)
+    if a.cmd == 'serve': a.serve_args = extra; return a  # `flexrl.serve.main` parses its own options
     if extra and hasattr(a, 'overrides') and all('=' in x and not x.startswith('-') for x in extra): a.overrides += extra
     elif extra: p.error(f"unrecognized arguments: {' '.join(extra)}")
     return a
@@ -115,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             from flexrl.skills import load_train_config, train_skills
             lib = train_skills(load_train_config(a.params or _default_params('train_skills'), a.overrides))
             print(f'train-skills: library in {lib.path}; success: ' + ', '.join(f'{k} {v:.0%}' for k, v in lib.success_rates().items()))
+        elif a.cmd == 'serve':
+            from flexrl.serve import main as serve_main
+            return serve_main(a.serve_args)
         elif a.cmd == 'demo':
             from flexrl.agent import demo
             demo(a.episodes, a.selector)
