@@ -1,0 +1,100 @@
+"""Speed and accuracy of the skill selectors (`flexrl.steering`) on SmolLM2-135M-Instruct, offline, on CPU.
+
+Speed: decisions/s and ms/decision of `HFSelector` in each mode (`score`, `constrained`, `generate`) at batch
+1, 8 and 64, against the naive way on the same model, prompts and run: one `model.generate()` per prompt (the
+whole prompt, greedy, up to --max-new-tokens) and `parse_skill` on its text. The selector is the default one
+(the tuned adapter of flexrl/assets/selector when present, else zero-shot), in the dtype `default_selector`
+uses (bfloat16 where the CPU has it; --dtype float32 to compare).
+
+Accuracy: agreement with the geometric oracle (`ScriptedSelector`) on held-out states with the training
+paraphrases, and on held-out states with held-out paraphrases (labels with a clear best skill, `min_margin`),
+for the random baseline, the zero-shot model, the tuned model (score mode; and its other modes) and the oracle.
+
+Prints a table and writes bench/results/steering.json.
+    python bench/bench_steering.py [--n 64] [--n-acc 200] [--dtype auto] [--threads 2]
+"""
+from __future__ import annotations
+import os
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+import argparse, json, platform, time
+from pathlib import Path
+import torch
+from flexrl.steering import (SKILLS, MODES, HFSelector, RandomSelector, ScriptedSelector, default_selector, selector_asset,
+                             split_paraphrases, make_examples, agreement, parse_skill, cpu_dtype)
+
+RESULTS = Path(__file__).parent/'results'/'steering.json'
+
+
+def time_select(sel: HFSelector, ds, batch: int) -> float:
+    "Seconds per decision of `sel.select` over `ds` in batches of `batch` (after one warm-up batch)."
+    sel.select(ds[:batch])
+    t = time.perf_counter()
+    for i in range(0, len(ds), batch): sel.select(ds[i:i + batch])
+    return (time.perf_counter() - t) / len(ds)
+
+
+def time_naive(sel: HFSelector, ds, max_new_tokens: int) -> tuple[float, float, int]:
+    "Seconds per decision of per-prompt `generate()` + `parse_skill`, the fraction of valid answers and the mean tokens generated."
+    model, tok = sel.model, sel.tokenizer
+    def one(d):
+        ids = torch.tensor([sel.prefix_ids(SKILLS) + sel.suffix_ids(d, SKILLS)])
+        with torch.no_grad():
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tok.eos_token_id)[0, ids.shape[1]:]
+        return parse_skill(tok.decode(out, skip_special_tokens=True), SKILLS), len(out)
+    one(ds[0])
+    t = time.perf_counter()
+    got = [one(d) for d in ds]
+    return (time.perf_counter() - t) / len(ds), sum(s is not None for s, _ in got) / len(ds), sum(n for _, n in got) / len(ds)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--n', type=int, default=64, help='decisions timed per mode and batch size')
+    p.add_argument('--n-acc', type=int, default=200, help='decisions per accuracy set')
+    p.add_argument('--dtype', default='auto', help="'auto' (bfloat16 where the CPU has it), 'float32' or 'bfloat16'")
+    p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--max-new-tokens', type=int, default=16, help='naive generate() and generate mode')
+    p.add_argument('--batches', default='1,8,64')
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    batches = [int(b) for b in a.batches.split(',')]
+    tuned_present = (selector_asset()/'adapter_config.json').exists()
+    t0 = time.time()
+    tuned = default_selector(dtype=a.dtype, max_new_tokens=a.max_new_tokens, batch_size=max(batches))
+    zero = default_selector(adapter=None, dtype=a.dtype, max_new_tokens=a.max_new_tokens, batch_size=max(batches))
+    print(f'models loaded in {time.time() - t0:.0f}s; tuned adapter: {tuned_present}; dtype {tuned.model.dtype}')
+    train_ps, held_ps = split_paraphrases(**json.loads((selector_asset()/'manifest.json').read_text())['paraphrase_split']) \
+        if tuned_present else split_paraphrases()
+    ds = [d for d, _ in make_examples(a.n, 4242, held_ps)]
+
+    speed = {}
+    naive_s, naive_valid, naive_tokens = time_naive(tuned, ds[:max(8, a.n // 4)], a.max_new_tokens)
+    speed['naive generate+parse'] = {'ms_per_decision': 1000 * naive_s, 'decisions_per_s': 1 / naive_s, 'valid': naive_valid, 'tokens': naive_tokens}
+    for mode in MODES:
+        sel = HFSelector(tuned.model, tuned.tokenizer, mode, template=tuned.template, max_new_tokens=a.max_new_tokens, batch_size=max(batches))
+        for b in batches:
+            s = time_select(sel, ds, b)
+            speed[f'{mode} b{b}'] = {'ms_per_decision': 1000 * s, 'decisions_per_s': 1 / s, 'speedup_vs_naive': naive_s / s}
+    print(f"\n{'speed (' + ('tuned' if tuned_present else 'zero-shot') + f', {tuned.model.dtype})':34} {'ms/decision':>12} {'decisions/s':>12} {'x naive':>8}")
+    for k, v in speed.items(): print(f"{k:34} {v['ms_per_decision']:12.1f} {v['decisions_per_s']:12.2f} {v.get('speedup_vs_naive', 1.0):8.1f}")
+    print(f"(naive: {naive_valid:.0%} of its texts named a skill, {naive_tokens:.1f} tokens generated on average)")
+
+    sets = {'heldout_states': make_examples(a.n_acc, 777, train_ps), 'heldout_paraphrases': make_examples(a.n_acc, 778, held_ps)}
+    sels = {'random': RandomSelector(0), 'zero-shot (score)': zero}
+    if tuned_present:
+        for mode in MODES: sels[f'tuned ({mode})'] = HFSelector(tuned.model, tuned.tokenizer, mode, template=tuned.template, batch_size=64)
+    sels['scripted oracle'] = ScriptedSelector()
+    acc = {name: {k: agreement(s, v) for k, v in sets.items()} for name, s in sels.items()}
+    print(f"\n{'agreement with the oracle':34} {'held-out states':>16} {'held-out paraphrases':>21}")
+    for k, v in acc.items(): print(f"{k:34} {v['heldout_states']:16.1%} {v['heldout_paraphrases']:21.1%}")
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({'speed': speed, 'accuracy': acc, 'tuned_adapter': tuned_present, 'dtype': str(tuned.model.dtype),
+                                   'n': a.n, 'n_acc': a.n_acc, 'threads': a.threads, 'cpu': platform.processor() or platform.machine(),
+                                   'torch': torch.__version__, 'date': time.strftime('%Y-%m-%d %H:%M')}, indent=2) + '\n')
+    print(f'\nwrote {RESULTS}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,23 @@
+"The selector's params file and versioned adapter: the YAML fits `TuneConfig`, the adapter's manifest is complete."
+import json
+import pytest
+from flexrl.core import load_params
+from flexrl.steering import TuneConfig, selector_asset
+
+
+def test_params_file_fits_the_schema(root):
+    cfg = load_params(root/'params'/'tune_selector.yaml', schema=TuneConfig)
+    assert cfg.model == 'smollm2' and cfg.out == 'assets' and cfg.steps > 0
+
+
+@pytest.mark.skipif(not (selector_asset()/'adapter_config.json').exists(), reason='no tuned adapter in flexrl/assets/selector')
+def test_versioned_adapter_is_complete(root):
+    a = selector_asset()
+    assert (a/'adapter_model.safetensors').stat().st_size < 20_000_000
+    m = json.loads((a/'manifest.json').read_text())
+    for k in ('params', 'data_seed', 'paraphrase_split', 'accuracy', 'git_sha', 'template'):
+        assert k in m, k
+    params = load_params(root/'params'/'tune_selector.yaml', schema=TuneConfig)
+    assert m['params']['rank'] == params.rank and m['params']['steps'] == params.steps, 'the adapter is not the one the params file makes'
+    acc = m['accuracy']['deployed']
+    assert acc['heldout_states'] >= 0.95 and acc['heldout_paraphrases'] >= 0.95, acc
