@@ -79,6 +79,13 @@ def main():
     print(f"\n{'speed (' + ('tuned' if tuned_present else 'zero-shot') + f', {tuned.model.dtype})':34} {'ms/decision':>12} {'decisions/s':>12} {'x naive':>8}")
     for k, v in speed.items(): print(f"{k:34} {v['ms_per_decision']:12.1f} {v['decisions_per_s']:12.2f} {v.get('speedup_vs_naive', 1.0):8.1f}")
     print(f"(naive: {naive_valid:.0%} of its texts named a skill, {naive_tokens:.1f} tokens generated on average)")
+    if tuned_present:  # the zero-shot model rambles, so naive generation costs more tokens
+        zn_s, zn_valid, zn_tokens = time_naive(zero, ds[:max(8, a.n // 4)], a.max_new_tokens)
+        zs = time_select(HFSelector(zero.model, zero.tokenizer, 'score', template=zero.template), ds, 8)
+        speed['zero-shot naive generate+parse'] = {'ms_per_decision': 1000 * zn_s, 'decisions_per_s': 1 / zn_s, 'valid': zn_valid, 'tokens': zn_tokens}
+        speed['zero-shot score b8'] = {'ms_per_decision': 1000 * zs, 'decisions_per_s': 1 / zs, 'speedup_vs_naive': zn_s / zs}
+        print(f"zero-shot model: naive {1000 * zn_s:.1f} ms/decision ({zn_tokens:.1f} tokens, {zn_valid:.0%} valid), "
+              f"score b8 {1000 * zs:.1f} ms/decision: {zn_s / zs:.1f}x")
 
     sets = {'heldout_states': make_examples(a.n_acc, 777, train_ps), 'heldout_paraphrases': make_examples(a.n_acc, 778, held_ps)}
     sels = {'random': RandomSelector(0), 'zero-shot (score)': zero}

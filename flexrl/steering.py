@@ -764,7 +764,7 @@ def train_selector(sel: HFSelector,                     # a selector whose model
     sel.model.eval(); sel.clear_cache()
     return sel
 
-# %% ../nbs/05_steering.ipynb #186090ba
+# %% ../nbs/05_steering.ipynb #d44bebc9
 def selector_asset() -> Path:
     "Where the tuned selector adapter is versioned: `flexrl/assets/selector/` in the package."
     import flexrl
@@ -775,6 +775,8 @@ def save_adapter(sel: HFSelector, out: Path, manifest: Mapping | None = None, ba
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     for cfg in sel.model.peft_config.values(): cfg.base_model_name_or_path = base_model
     sel.model.save_pretrained(out)
+    (out/'README.md').unlink(missing_ok=True)  # peft's empty model card
+    for f in out.iterdir(): f.chmod(0o644)
     m = {**(manifest or {}), 'base_model': base_model, 'template': dataclasses.asdict(sel.template)}
     (out/'manifest.json').write_text(json.dumps(m, indent=2, default=str) + '\n')
     return out
@@ -800,7 +802,7 @@ def default_selector(mode: str = 'score',                    # one of `MODES`
     elif adapter not in ('auto', None): raise FileNotFoundError(f'no adapter at {path}')
     return HFSelector(model, tok, mode, **kw)
 
-# %% ../nbs/05_steering.ipynb #2d08126d
+# %% ../nbs/05_steering.ipynb #5e877ec5
 @dataclasses.dataclass
 class TuneConfig:
     "Everything `tune_selector` needs; the schema of `params/tune_selector.yaml`."
@@ -830,7 +832,7 @@ class TuneConfig:
     eval_every: int = 0             # steps between held-out evaluations during training (0: only at the end)
     log_every: int = 10             # steps between logged losses
     torch_threads: int = 2          # CPU threads
-    progress_file: str = ''         # append progress lines to this file ('' : none)
+    progress_file: str = ''         # append progress lines to this file, relative to the runs folder ('' : none)
     experiment: str = 'tune_selector'  # MLflow experiment
 
 def tune_config(source: str = 'parameters', **values) -> Any:
@@ -855,12 +857,13 @@ def evaluate(sel: Selector, sets: Mapping[str, Sequence], cfg) -> dict[str, floa
     oracle = ScriptedSelector(cfg.grid, cfg.step)
     return {k: agreement(sel, v, list(cfg.skills), tol=cfg.min_margin if k == 'tolerant' else None, oracle=oracle) for k, v in sets.items()}
 
-# %% ../nbs/05_steering.ipynb #442e6769
+# %% ../nbs/05_steering.ipynb #ec22430b
 def _progress(cfg, msg: str):
     "Log `msg` and append it to the progress file, if any."
     log.info(msg)
     if cfg.progress_file:
-        with open(cfg.progress_file, 'a') as f: f.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
+        (p := get_paths().runs/cfg.progress_file).parent.mkdir(parents=True, exist_ok=True)
+        with open(p, 'a') as f: f.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
 
 def _load_base(cfg, dtype: str) -> HFSelector:
     "The selector to tune: the base model of `cfg` in `dtype`, with the prompt template for its grid."
