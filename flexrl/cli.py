@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument('-f', '--params', type=Path, default=None, help='params YAML (default: params/train_skills.yaml)')
     t.add_argument('overrides', nargs='*', help='key=value overrides, e.g. total_timesteps=20000')
     _experiment_parsers(sub)
+    _submit_parser(sub)
     sub.add_parser('serve', add_help=False, help='serve the skill selector over HTTP, OpenAI-compatible (flexrl serve --help)')
     return p
 
@@ -98,6 +99,51 @@ def _cmd_ui(a):
     print(f'flexrl ui: MLflow UI on http://{a.host}:{a.port} for {init_store()}; Ctrl-C stops it', flush=True)
     os.execv(cmd[0], cmd)
 
+# %% ../nbs/90_cli.ipynb #2f6f0b57
+def _submit_parser(sub):
+    "The `submit` command (`flexrl.jobs`)."
+    s = sub.add_parser('submit', help='run a notebook as a Kubernetes Job (Helm chart k8s/flexrl), follow it, clean up')
+    s.add_argument('notebook', help='notebook path or name, e.g. train_skills (in nbs/ or nbs/experiments/)')
+    s.add_argument('-f', '--params', type=Path, required=True, help='params YAML, mounted into the pod')
+    s.add_argument('--gpus', type=int, default=0, help='GPUs of the pod (its nvidia.com/gpu limit)')
+    s.add_argument('--namespace', default=None, help="namespace (default: the kubeconfig context's, else default)")
+    s.add_argument('--image', default=None, help="image repository[:tag] or repository@sha256:... (default: the chart's)")
+    s.add_argument('--tracking-uri', default=None, help="MLFLOW_TRACKING_URI of the run (default: the chart's)")
+    s.add_argument('-v', '--values', type=Path, action='append', default=[], metavar='FILE',
+                   help="Helm values file with the cluster's settings, before the Job's own (repeatable); the options above win")
+    s.add_argument('--name', default=None, help='release name (default: the notebook name, the time and a random suffix)')
+    s.add_argument('--kubeconfig', default=None, help='kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)')
+    s.add_argument('--timeout', type=float, default=None, help='seconds to follow the Job; then it is deleted (unless --keep)')
+    s.add_argument('--interval', type=float, default=2.0, help='seconds between polls of its status and log')
+    s.add_argument('--no-follow', action='store_true', help='create the Job and return')
+    s.add_argument('--keep', action='store_true', help='keep the Job and its ConfigMap once it finished')
+    s.add_argument('--dry-run', action='store_true', help='print the rendered manifests; create nothing')
+
+def _cmd_submit(a) -> int:
+    "Render, create, follow and clean up a notebook Job; the exit code."
+    from flexrl import jobs
+    try:
+        ns = a.namespace or jobs.kube_namespace(a.kubeconfig)
+        manifests = jobs.render_job(a.notebook, a.params, a.gpus, a.name, a.image, a.tracking_uri, ns, values_files=a.values)
+        if a.dry_run: print(jobs.to_yaml(manifests), end=''); return 0
+        with jobs.kube_client(a.kubeconfig) as api:
+            sub = jobs.submit(manifests, api, ns)
+            print(f'flexrl submit: job {sub.job} created in namespace {ns} (release {sub.release})', flush=True)
+            if a.no_follow: return 0
+            try: state = jobs.follow(sub, api, a.timeout, a.interval)
+            except KeyboardInterrupt:
+                print(f'flexrl submit: job {sub.job} keeps running; delete it: kubectl -n {ns} delete job/{sub.job} configmap/{sub.configmap}', file=sys.stderr)
+                raise
+            if a.keep: print(f'flexrl submit: kept job/{sub.job} and configmap/{sub.configmap}')
+            else: print(f"flexrl submit: deleted {', '.join(jobs.cleanup(sub, api)) or 'nothing (already gone)'}")
+        return 0 if state == 'Succeeded' else 1
+    except (ValueError, FileNotFoundError) as e:  # bad input (ParamsError is a ValueError): nothing was created
+        print(f'flexrl submit: {e}', file=sys.stderr)
+        return 2
+    except jobs.JobError as e:
+        print(f'flexrl submit: {e}', file=sys.stderr)
+        return 1
+
 # %% ../nbs/90_cli.ipynb #1151d4a6
 def _default_params(name: str) -> Path | None:
     "`params/<name>.yaml` of the checkout, if there is one."
@@ -127,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             from flexrl.agent import eval_config, evaluate_suite, results_markdown
             table, _, files = evaluate_suite(eval_config(a.params or _default_params('evaluate_agent'), a.overrides))
             print(results_markdown(table)); print(f"evaluate: table {files['markdown']}")
+        elif a.cmd == 'submit':
+            return _cmd_submit(a)
         else: {'run': _cmd_run, 'sweep': _cmd_sweep, 'runs': _cmd_runs, 'ui': _cmd_ui}[a.cmd](a)
     except (ParamsError, FileNotFoundError, LookupError) as e:
         print(f'flexrl {a.cmd}: {e}', file=sys.stderr)

