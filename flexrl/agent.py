@@ -381,7 +381,7 @@ def results_markdown(table: pd.DataFrame) -> str:
 # %% ../nbs/06_agent.ipynb #a29f09e2
 def log_evaluation(table: pd.DataFrame, evs: dict[str, Evaluation], out: Path) -> dict[str, Path]:
     "Write the comparison to folder `out` and log it all to the active MLflow run; return the main files."
-    import mlflow
+    import mlflow, matplotlib.pyplot as plt
     from flexrl.tracking import log_file, log_figure, retry_locked
     (out/'records').mkdir(parents=True, exist_ok=True); (out/'episodes').mkdir(exist_ok=True)
     files = {'table': out/'results.csv', 'markdown': out/'results.md'}
@@ -394,7 +394,8 @@ def log_evaluation(table: pd.DataFrame, evs: dict[str, Evaluation], out: Path) -
             getattr(ev, what).to_parquet(p := out/'records'/f'{s}_{what}.parquet'); log_file(p, 'records')
         for ep in [e for e in ev.episodes if e.frames]:
             stem = out/'episodes'/f'{s}_{ep.task}_{ep.seed}'
-            plot_episode(ep).savefig(png := stem.with_suffix('.png'), dpi=90); log_file(png, 'episodes')
+            fig = plot_episode(ep); fig.savefig(png := stem.with_suffix('.png'), dpi=90, bbox_inches='tight'); plt.close(fig)
+            log_file(png, 'episodes')
             for f in episode_video(ep, stem): log_file(f, 'episodes')
             files.setdefault('plot', png); files.setdefault('video', stem.with_suffix('.mp4'))
     return files
