@@ -442,7 +442,7 @@ def attention(model, name: str):
 def packed_hidden(model, kv, suffixes: Sequence[Sequence[int]], trie: SkillTrie) -> torch.Tensor:
     "Hidden states `(B, 1 + T, H)` that predict every answer token, from one packed forward pass (CPU, no gradient)."
     from transformers import AttentionInterface
-    if 'flexrl_packed' not in AttentionInterface._global_mapping: AttentionInterface.register('flexrl_packed', packed_attention)
+    AttentionInterface.register('flexrl_packed', packed_attention)  # every time: the function of this module, not another copy's
     ids, pos, _PACKED.idx, see, _PACKED.valid, at = packed_layout(kv[0][0].shape[-2], suffixes, trie)
     _PACKED.kv, _PACKED.mask = kv, additive_mask(see, model.get_output_embeddings().weight.dtype)
     try:
