@@ -43,9 +43,9 @@ _DNS1123 = re.compile(r'[a-z0-9]([-a-z0-9]*[a-z0-9])?')
 MAX_RELEASE = 45
 
 def release_name(notebook: str | Path) -> str:
-    "A fresh release name: the notebook's stem as a DNS-1123 label, the time (MMDDhhmmss) and 4 random hex digits."
+    "A fresh release name: the notebook's stem as a DNS-1123 label, the time (MMDDhhmmss) and 6 random hex digits."
     stem = re.sub(r'[^a-z0-9]+', '-', Path(notebook).stem.lower()).strip('-')[:24].rstrip('-') or 'notebook'
-    return f"{stem}-{time.strftime('%m%d%H%M%S')}-{secrets.token_hex(2)}"
+    return f"{stem}-{time.strftime('%m%d%H%M%S')}-{secrets.token_hex(3)}"
 
 def check_release(name: str) -> str:
     "`name` when it is a valid release name (a DNS-1123 label of at most 45 characters), else a `ValueError`."

@@ -224,7 +224,7 @@ def test_cli_submit_creates_follows_and_cleans_up(emulator, api, kubeconfig):
     assert r.returncode == 0, r.stdout + r.stderr
     job = controller.finish()
     name = job.metadata.name
-    assert re.fullmatch(r'train-skills-\d{10}-[0-9a-f]{4}-flexrl-job', name), name
+    assert re.fullmatch(r'train-skills-\d{10}-[0-9a-f]{6}-flexrl-job', name), name
     assert f'flexrl submit: job {name} created in namespace {NS}' in r.stdout
     assert 'papermill: executing train_skills\nrun: abc123 FINISHED\n' in r.stdout and f'job {name}: Succeeded' in r.stdout
     assert f'flexrl submit: deleted job/{name}, configmap/' in r.stdout
