@@ -111,6 +111,7 @@ def check_values_files(paths: list[str | Path]) -> list[Path]:
         if not isinstance(data, (dict, type(None))): raise ValueError(f'values file {path} must be a mapping of Helm values, not a {type(data).__name__}')
     return paths
 
+# %% ../nbs/10_jobs.ipynb #5ac4c097
 def helm_template(release: str, values: dict, chart: str | Path | None = None, namespace: str = 'default',
                   values_files: list[str | Path] = (),  # values files given before `values`, which wins over them
                  ) -> list[dict]:
@@ -123,6 +124,7 @@ def helm_template(release: str, values: dict, chart: str | Path | None = None, n
     if r.returncode: raise JobError(f'helm template {chart} failed: {r.stderr.strip()}')
     return [m for m in yaml.safe_load_all(r.stdout) if m]
 
+# %% ../nbs/10_jobs.ipynb #f1a8e8cb
 def render_job(notebook: str | Path,          # notebook path or name, as for `flexrl run`
                params_file: str | Path,       # params YAML, mounted into the pod
                gpus: int = 0,                 # GPUs for the pod
@@ -139,6 +141,7 @@ def render_job(notebook: str | Path,          # notebook path or name, as for `f
     release = check_release(release or release_name(path))
     return helm_template(release, job_values(path, text, gpus, image, tracking_uri), chart, namespace, values_files)
 
+# %% ../nbs/10_jobs.ipynb #231d2225
 def to_yaml(manifests: list[dict]) -> str:
     "Manifests as one multi-document YAML text (what `--dry-run` prints)."
     return yaml.safe_dump_all(manifests, sort_keys=False)
@@ -191,6 +194,7 @@ def _api(what: str):
         raise JobError(f'{what}: {e.status} {e.reason}' + (f': {msg}' if msg else ''), e.status) from None
     except HTTPError as e: raise JobError(f'{what}: cannot reach the Kubernetes API ({e})') from None
 
+# %% ../nbs/10_jobs.ipynb #6af03f41
 @dataclasses.dataclass(frozen=True)
 class Submission:
     "A submitted notebook Job: its release, namespace, and the names of its Job and ConfigMap."
@@ -199,6 +203,7 @@ class Submission:
     job: str
     configmap: str
 
+# %% ../nbs/10_jobs.ipynb #d3bbf463
 def _quantities_as_strings(job: dict) -> dict:
     "A copy of a Job whose containers' resource quantities are strings (`nvidia.com/gpu: 2` -> `'2'`)."
     job = copy.deepcopy(job)
@@ -208,6 +213,7 @@ def _quantities_as_strings(job: dict) -> dict:
             if q := (c.get('resources') or {}).get(kind): c['resources'][kind] = {k: str(v) for k, v in q.items()}
     return job
 
+# %% ../nbs/10_jobs.ipynb #24fbc818
 def submit(manifests: list[dict],        # rendered manifests (`render_job`)
            api: kube.ApiClient,          # Kubernetes API client (`kube_client`)
            namespace: str = 'default',   # namespace to create them in
@@ -232,6 +238,7 @@ def job_state(job: kube.V1Job) -> str:
         if c.status == 'True' and c.type in ('Complete', 'Failed'): return 'Succeeded' if c.type == 'Complete' else 'Failed'
     return 'Running' if status.active else 'Pending'
 
+# %% ../nbs/10_jobs.ipynb #7dc7354d
 class _LogTail:
     "Prints the log lines of a Job's pods that were not printed yet."
     def __init__(self, core: kube.CoreV1Api, sub: Submission, out: TextIO):

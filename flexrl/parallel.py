@@ -48,6 +48,7 @@ def world_info(env: Mapping | None = None) -> tuple[int, int, int]:
     env = os.environ if env is None else env
     return int(env.get('RANK', 0)), int(env.get('LOCAL_RANK', 0)), int(env.get('WORLD_SIZE', 1))
 
+# %% ../nbs/09_parallel.ipynb #d8975ec7
 _CONTROL: dict = {}  # 'group': the gloo process group control messages travel on, once made
 
 def init_distributed(timeout_s: float = 365 * 86400,  # how long a follower waits for rank 0's next message
@@ -64,6 +65,7 @@ def init_distributed(timeout_s: float = 365 * 86400,  # how long a follower wait
     if 'group' not in _CONTROL: _CONTROL['group'] = dist.new_group(backend='gloo', timeout=datetime.timedelta(seconds=timeout_s))
     return dist.get_rank(), dist.get_world_size()
 
+# %% ../nbs/09_parallel.ipynb #ccac770d
 def distributed() -> bool:
     "Does this process run in a process group of several ranks?"
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
@@ -308,6 +310,7 @@ def mirrored(kind: str, op: Callable) -> Callable:
         return op(state, payloads)
     return run
 
+# %% ../nbs/09_parallel.ipynb #45ec02df
 def serve_tp(settings,                      # `flexrl.serve.ServeSettings`, the token resolved
              run: Mapping,                  # `uvicorn.run`'s arguments (host, port, ...)
              name: str = 'smollm2', mode: str = 'score', adapter: str | None = 'auto', seed: int = 0, hidden: int = 64):  # `tp_selector`'s
