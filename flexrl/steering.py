@@ -354,6 +354,8 @@ class SkillTrie:
         if len(set(self.seqs)) < len(self.seqs): raise ValueError('two skills have the same token sequence')
         self.nodes = sorted({s[:j] for s in self.seqs for j in range(1, len(s))}, key=lambda n: (len(n), n))
         self.index = {n: i for i, n in enumerate(self.nodes)}
+        T = len(self.nodes)  # ancestors[i, j]: node j is node i or one of its ancestors
+        self.ancestors = torch.tensor([[m == n[:len(m)] for m in self.nodes] for n in self.nodes], dtype=torch.bool).reshape(T, T)
 
     @classmethod
     def from_skills(cls, tokenizer, skills: Sequence[str]) -> SkillTrie:
@@ -382,7 +384,7 @@ def _layout(P: int, suffixes: Sequence[Sequence[int]], trie: SkillTrie | None = 
         ids[:, Lm:] = torch.tensor([n[-1] for n in nodes])
         pos[:, Lm:] = P + L[:, None] + torch.tensor([len(n) - 1 for n in nodes])
         see[:, Lm:, P:P + Lm] = real[:, None]                         # each node sees its row's real suffix...
-        see[:, Lm:, P + Lm:] = torch.tensor([[m == n[:len(m)] for m in nodes] for n in nodes])  # ...and its ancestors
+        see[:, Lm:, P + Lm:] = trie.ancestors                        # ...and its ancestors
     return ids, pos, see, L
 
 # %% ../nbs/05_steering.ipynb #5fc26c90
@@ -390,7 +392,6 @@ def packed_layout(P: int, suffixes: Sequence[Sequence[int]], trie: SkillTrie):
     "A batch packed in one row after a `P`-token prefix: ids, positions, each decision's indices and may-attend matrix, and what predicts the answers."
     nodes, T, B = trie.nodes, len(trie.nodes), len(suffixes)
     if any(len(s) < 1 for s in suffixes): raise ValueError('every suffix needs at least one token')
-    anc = torch.tensor([[m == n[:len(m)] for m in nodes] for n in nodes], dtype=torch.bool).reshape(T, T)
     n = [len(s) + T for s in suffixes]
     idx, see = torch.zeros(B, max(n), dtype=torch.long), torch.zeros(B, max(n), max(n), dtype=torch.bool)
     see[..., 0] = True                                                    # padding sees the first token: no empty softmax
@@ -400,7 +401,7 @@ def packed_layout(P: int, suffixes: Sequence[Sequence[int]], trie: SkillTrie):
         ids += [*s, *(nd[-1] for nd in nodes)]
         pos += [*range(P, P + L), *(P + L + len(nd) - 1 for nd in nodes)]
         idx[b, :L + T] = torch.arange(start, start + L + T)
-        see[b, :L, :L] = torch.ones(L, L, dtype=torch.bool).tril(); see[b, L:L + T, :L] = True; see[b, L:L + T, L:L + T] = anc
+        see[b, :L, :L] = torch.ones(L, L, dtype=torch.bool).tril(); see[b, L:L + T, :L] = True; see[b, L:L + T, L:L + T] = trie.ancestors
         at.append(list(range(start + L - 1, start + L + T))); start += L + T
     return torch.tensor([ids]), torch.tensor([pos]), idx, see, torch.arange(max(n))[None] < torch.tensor(n)[:, None], torch.tensor(at)
 
