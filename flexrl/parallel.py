@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from .core import get_logger, get_paths
-from .steering import (SKILLS, MODES, Decision, Selector, HFSelector, PromptTemplate, tiny_lm, load_adapter, cpu_dtype,
+from .steering import (SKILLS, MODES, Decision, Selector, HFSelector, tiny_lm, load_adapter, adapter_for, cpu_dtype,
                              smollm2_path, selector_asset, make_examples, split_paraphrases)
 
 log = get_logger('parallel')
@@ -169,12 +169,8 @@ def tp_selector(name: str | Path = 'smollm2',          # 'smollm2', 'tiny' (`tin
         barrier(); model, tok = load_tp(tmp, 'float32'); barrier()
         if leader(): shutil.rmtree(tmp, ignore_errors=True)
         return HFSelector(model, tok, mode, **kw)
-    path = (selector_asset() if str(name) == 'smollm2' else None) if adapter == 'auto' else adapter
-    if path is not None and not (Path(path)/'adapter_config.json').exists():
-        if adapter != 'auto': raise FileNotFoundError(f'no adapter at {path}')
-        path = None
-    if path is not None and (Path(path)/'manifest.json').exists():
-        kw.setdefault('template', PromptTemplate(**json.loads((Path(path)/'manifest.json').read_text()).get('template', {})))
+    path, template = adapter_for(adapter, selector_asset() if str(name) == 'smollm2' else None)
+    if path is not None: kw.setdefault('template', template)
     return HFSelector(*load_tp(name, dtype, path), mode, **kw)
 
 # %% ../nbs/09_parallel.ipynb #d12a2b88

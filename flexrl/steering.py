@@ -24,7 +24,7 @@ __all__ = ['log', 'SKILLS', 'INTENTS', 'INTENT_RULES', 'PARAPHRASES', 'SKILL_MOV
            'greedy_decode', 'HFSelector', 'text_choice', 'RemoteError', 'RemoteSelector', 'smollm2_gguf',
            'smollm2_path', 'cpu_dtype', 'load_lm', 'random_feedback', 'vary', 'sample_example', 'make_examples',
            'agreement', 'add_lora', 'answer_loss', 'train_selector', 'selector_asset', 'save_adapter', 'load_adapter',
-           'default_selector', 'TuneConfig', 'tune_config', 'eval_sets', 'evaluate', 'tune_selector']
+           'adapter_for', 'default_selector', 'TuneConfig', 'tune_config', 'eval_sets', 'evaluate', 'tune_selector']
 
 # %% ../nbs/05_steering.ipynb #86f55b6d
 SKILLS: tuple[str, ...] = ('move_up', 'move_down', 'move_left', 'move_right', 'stay')  # the arena's default skill names
@@ -857,18 +857,27 @@ def load_adapter(model, path: Path) -> Any:
     return PeftModel.from_pretrained(model.float(), str(path)).merge_and_unload().to(dtype).eval()
 
 # %% ../nbs/05_steering.ipynb #7c08765f
+def adapter_for(adapter: str | Path | None,        # 'auto', an adapter folder, or None (no adapter)
+                auto: Path | None = None,          # the folder 'auto' means, used only when it holds an adapter
+               ) -> tuple[Path | None, PromptTemplate | None]:
+    "The adapter folder to merge in (or None) and the prompt template its manifest records; a named folder must hold one."
+    path = auto if adapter == 'auto' else adapter
+    if path is None: return None, None
+    path = Path(path)
+    if not (path/'adapter_config.json').exists():
+        if adapter != 'auto': raise FileNotFoundError(f'no adapter at {path}')
+        return None, None
+    m = json.loads((path/'manifest.json').read_text()) if (path/'manifest.json').exists() else {}
+    return path, PromptTemplate(**m.get('template', {}))
+
 def default_selector(mode: str = 'score',                    # one of `MODES`
                      adapter: str | Path | None = 'auto',      # 'auto': `selector_asset()` if present; None: zero-shot
                      dtype: torch.dtype | str = 'auto',        # weights' dtype ('auto': bfloat16 where the CPU has it)
                      **kw) -> HFSelector:
     "SmolLM2-135M-Instruct (offline) with the tuned adapter of `flexrl/assets/selector/` when present."
     model, tok = load_lm('smollm2', dtype)
-    path = selector_asset() if adapter == 'auto' else adapter
-    if path is not None and (Path(path)/'adapter_config.json').exists():
-        model = load_adapter(model, path)
-        m = json.loads((Path(path)/'manifest.json').read_text()) if (Path(path)/'manifest.json').exists() else {}
-        kw.setdefault('template', PromptTemplate(**m.get('template', {})))
-    elif adapter not in ('auto', None): raise FileNotFoundError(f'no adapter at {path}')
+    path, template = adapter_for(adapter, selector_asset())
+    if path is not None: model = load_adapter(model, path); kw.setdefault('template', template)
     return HFSelector(model, tok, mode, **kw)
 
 # %% ../nbs/05_steering.ipynb #5e877ec5
