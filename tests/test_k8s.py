@@ -159,6 +159,17 @@ def test_job_follows_the_submit_contract(infra, tmp_path):
     assert vol['configMap']['name'] == 'exp1-flexrl-params'
 
 
+def test_release_without_services_or_job_is_its_service_account(infra):
+    "What Terraform installs beside an external MLflow with inference off: the Jobs' ServiceAccount, nothing else."
+    objs = render(infra, '--set', 'inference.enabled=false', '--set', 'mlflow.enabled=false', '--set', 'serviceAccount.name=runner',
+                  '--set', 'serviceAccount.annotations.iam\\.gke\\.io/gcp-service-account=wl@p.iam.gserviceaccount.com')
+    assert [o['kind'] for o in objs] == ['ServiceAccount']
+    sa = find(objs, 'ServiceAccount', 'runner')
+    assert sa['metadata']['annotations'] == {'iam.gke.io/gcp-service-account': 'wl@p.iam.gserviceaccount.com'}
+    assert sa['automountServiceAccountToken'] is False
+    assert render(infra, '--set', 'inference.enabled=false', '--set', 'mlflow.enabled=false', '--set', 'serviceAccount.create=false') == []
+
+
 def test_job_logs_to_the_chart_mlflow_and_needs_no_gpu(infra):
     objs = render(infra, '--set', 'job.enabled=true', '--set', 'job.notebook=evaluate_agent', release='exp2')
     job, svc = find(objs, 'Job'), find(objs, 'Service', 'exp2-flexrl-mlflow')

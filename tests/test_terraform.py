@@ -1,6 +1,7 @@
 """Terraform in terraform/: tools/check_terraform.sh passes on it and fails on deliberately broken copies;
 the configuration has the structure the scale-out issue asks for (GPU pool from zero, bucket, Helm release)."""
 import json, os, shutil, subprocess, time
+import yaml
 from pathlib import Path
 import pytest
 
@@ -142,6 +143,19 @@ def test_mlflow_artifacts_go_to_the_bucket(tmp_path):
     assert '"artifactsDestination": "gs://my-flexrl-project-flexrl-artifacts/mlflow"' in res.stdout
     rendered, = tmp_path.glob('check-terraform-*/rendered.yaml')  # the release's objects, as helm renders them
     assert '- --artifacts-destination\n            - "gs://my-flexrl-project-flexrl-artifacts/mlflow"\n' in rendered.read_text()
+
+
+def test_jobs_beside_an_external_mlflow_get_their_service_account(copy, tmp_path):
+    "Inference off and an external MLflow: the release still creates the ServiceAccount that job_values names."
+    (copy/'terraform.tfvars.example').write_text(REQUIRED + 'inference_enabled = false\nmlflow_tracking_uri = "https://mlflow.example.com"\n')
+    res = check(copy, 'variables chart', KEEP_TMP='1', TMPDIR=str(tmp_path))
+    assert res.returncode == 0 and status(res, 'chart') == 'ok', res.stdout
+    rendered, = tmp_path.glob('check-terraform-*/rendered.yaml')
+    objs = [o for o in yaml.safe_load_all(rendered.read_text()) if o]
+    assert [(o['kind'], o['metadata']['name']) for o in objs] == [('ServiceAccount', 'flexrl')]
+    assert objs[0]['metadata']['annotations'] == {'iam.gke.io/gcp-service-account': 'flexrl-workload@my-project-1.iam.gserviceaccount.com'}
+    job, = tmp_path.glob('check-terraform-*/job.json')
+    assert json.loads(job.read_text())['serviceAccount'] == {'create': False, 'name': 'flexrl'}
 
 
 @pytest.mark.parametrize('old, new, check_id', [

@@ -58,11 +58,19 @@ mounted) and covered by the NetworkPolicy of the namespace's service release.
 {{- end }}
 
 {{/*
-The ServiceAccount the pods run as: the release's own when it creates one (service releases), else
-serviceAccount.name or "default".
+Does the release create its ServiceAccount? When serviceAccount.create, except in a job-only satellite (a Job
+and no services, what `flexrl submit` renders: many of them share the namespace's account). A release with no
+Job and no services is then the ServiceAccount alone, as Terraform installs it for Jobs next to an external MLflow.
+*/}}
+{{- define "flexrl.createsServiceAccount" -}}
+{{- if and .Values.serviceAccount.create (or (include "flexrl.hasServices" .) (not .Values.job.enabled)) }}true{{ end }}
+{{- end }}
+
+{{/*
+The ServiceAccount the pods run as: the release's own when it creates one, else serviceAccount.name or "default".
 */}}
 {{- define "flexrl.serviceAccountName" -}}
-{{- if and .Values.serviceAccount.create (include "flexrl.hasServices" .) }}
+{{- if include "flexrl.createsServiceAccount" . }}
 {{- default (include "flexrl.fullname" .) .Values.serviceAccount.name }}
 {{- else }}
 {{- default "default" .Values.serviceAccount.name }}
