@@ -4,7 +4,9 @@ Speed: decisions/s and ms/decision of `HFSelector` in each mode (`score`, `const
 1, 8 and 64, against the naive way on the same model, prompts and run: one `model.generate()` per prompt (the
 whole prompt, greedy, up to --max-new-tokens) and `parse_skill` on its text. The selector is the default one
 (the tuned adapter of flexrl/assets/selector when present, else zero-shot), in the dtype `default_selector`
-uses (bfloat16 where the CPU has it; --dtype float32 to compare).
+uses (bfloat16 where the CPU has it; --dtype float32 to compare), with its default forward-pass size (`batch_size`,
+32 decisions: a batch of 64 runs as two passes; larger passes are slower per decision on this CPU, their
+activations no longer fit the caches).
 
 Accuracy: agreement with the geometric oracle (`ScriptedSelector`) on held-out states with the training
 paraphrases, and on held-out states with held-out paraphrases (labels with a clear best skill, `min_margin`),
@@ -61,9 +63,9 @@ def main():
     batches = [int(b) for b in a.batches.split(',')]
     tuned_present = (selector_asset()/'adapter_config.json').exists()
     t0 = time.time()
-    tuned = default_selector(dtype=a.dtype, max_new_tokens=a.max_new_tokens, batch_size=max(batches))
-    zero = default_selector(adapter=None, dtype=a.dtype, max_new_tokens=a.max_new_tokens, batch_size=max(batches))
-    print(f'models loaded in {time.time() - t0:.0f}s; tuned adapter: {tuned_present}; dtype {tuned.model.dtype}')
+    tuned = default_selector(dtype=a.dtype, max_new_tokens=a.max_new_tokens)
+    zero = default_selector(adapter=None, dtype=a.dtype, max_new_tokens=a.max_new_tokens)
+    print(f'models loaded in {time.time() - t0:.0f}s; tuned adapter: {tuned_present}; dtype {tuned.model.dtype}; {tuned.batch_size} decisions per forward pass')
     train_ps, held_ps = split_paraphrases(**json.loads((selector_asset()/'manifest.json').read_text())['paraphrase_split']) \
         if tuned_present else split_paraphrases()
     ds = [d for d, _ in make_examples(a.n, 4242, held_ps)]
@@ -72,7 +74,7 @@ def main():
     naive_s, naive_valid, naive_tokens = time_naive(tuned, ds[:max(8, a.n // 4)], a.max_new_tokens)
     speed['naive generate+parse'] = {'ms_per_decision': 1000 * naive_s, 'decisions_per_s': 1 / naive_s, 'valid': naive_valid, 'tokens': naive_tokens}
     for mode in MODES:
-        sel = HFSelector(tuned.model, tuned.tokenizer, mode, template=tuned.template, max_new_tokens=a.max_new_tokens, batch_size=max(batches))
+        sel = HFSelector(tuned.model, tuned.tokenizer, mode, template=tuned.template, max_new_tokens=a.max_new_tokens)
         for b in batches:
             s = time_select(sel, ds, b)
             speed[f'{mode} b{b}'] = {'ms_per_decision': 1000 * s, 'decisions_per_s': 1 / s, 'speedup_vs_naive': naive_s / s}
@@ -90,14 +92,14 @@ def main():
     sets = {'heldout_states': make_examples(a.n_acc, 777, train_ps), 'heldout_paraphrases': make_examples(a.n_acc, 778, held_ps)}
     sels = {'random': RandomSelector(0), 'zero-shot (score)': zero}
     if tuned_present:
-        for mode in MODES: sels[f'tuned ({mode})'] = HFSelector(tuned.model, tuned.tokenizer, mode, template=tuned.template, batch_size=64)
+        for mode in MODES: sels[f'tuned ({mode})'] = HFSelector(tuned.model, tuned.tokenizer, mode, template=tuned.template)
     sels['scripted oracle'] = ScriptedSelector()
     acc = {name: {k: agreement(s, v) for k, v in sets.items()} for name, s in sels.items()}
     print(f"\n{'agreement with the oracle':34} {'held-out states':>16} {'held-out paraphrases':>21}")
     for k, v in acc.items(): print(f"{k:34} {v['heldout_states']:16.1%} {v['heldout_paraphrases']:21.1%}")
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({'speed': speed, 'accuracy': acc, 'tuned_adapter': tuned_present, 'dtype': str(tuned.model.dtype),
+    RESULTS.write_text(json.dumps({'speed': speed, 'accuracy': acc, 'tuned_adapter': tuned_present, 'dtype': str(tuned.model.dtype), 'forward_pass_rows': tuned.batch_size,
                                    'n': a.n, 'n_acc': a.n_acc, 'threads': a.threads, 'cpu': platform.processor() or platform.machine(),
                                    'torch': torch.__version__, 'date': time.strftime('%Y-%m-%d %H:%M')}, indent=2) + '\n')
     print(f'\nwrote {RESULTS}')

@@ -15,16 +15,16 @@ from .text import parse_observation, format_observation, grid_legend, skill_feed
 log = get_logger('steering')
 
 # %% auto #0
-__all__ = ['log', 'SKILLS', 'INTENTS', 'INTENT_RULES', 'PARAPHRASES', 'SKILL_MOVES', 'SKILL_HELP', 'SYSTEM', 'TINY_CHAT',
-           'PACK_MIN_ROWS', 'MODES', 'SMOLLM2_GGUF', 'LORA_TARGETS', 'check_skills', 'parse_skill', 'Decision',
-           'Choice', 'Selector', 'instruction_intent', 'split_paraphrases', 'oracle_scores', 'best_skill',
-           'ScriptedSelector', 'RandomSelector', 'relative_line', 'PromptTemplate', 'chat_parts', 'tiny_lm',
-           'run_decoder', 'prefix_kv', 'expand_kv', 'additive_mask', 'answer_end_id', 'SkillTrie', 'packed_layout',
-           'packed_attention', 'packable', 'attention', 'packed_hidden', 'padded_hidden', 'trie_logprobs',
-           'greedy_decode', 'HFSelector', 'text_choice', 'RemoteError', 'RemoteSelector', 'smollm2_gguf',
-           'smollm2_path', 'cpu_dtype', 'load_lm', 'random_feedback', 'vary', 'sample_example', 'make_examples',
-           'agreement', 'add_lora', 'answer_loss', 'train_selector', 'selector_asset', 'save_adapter', 'load_adapter',
-           'adapter_for', 'default_selector', 'TuneConfig', 'tune_config', 'eval_sets', 'evaluate', 'tune_selector']
+__all__ = ['log', 'SKILLS', 'INTENTS', 'INTENT_RULES', 'PARAPHRASES', 'SKILL_MOVES', 'SKILL_HELP', 'SYSTEM', 'TINY_CHAT', 'MODES',
+           'SMOLLM2_GGUF', 'LORA_TARGETS', 'check_skills', 'parse_skill', 'Decision', 'Choice', 'Selector',
+           'instruction_intent', 'split_paraphrases', 'oracle_scores', 'best_skill', 'ScriptedSelector',
+           'RandomSelector', 'relative_line', 'PromptTemplate', 'chat_parts', 'tiny_lm', 'run_decoder', 'prefix_kv',
+           'expand_kv', 'additive_mask', 'answer_end_id', 'SkillTrie', 'packed_layout', 'packed_attention', 'packable',
+           'attention', 'packed_hidden', 'padded_hidden', 'trie_logprobs', 'greedy_decode', 'HFSelector', 'text_choice',
+           'RemoteError', 'RemoteSelector', 'smollm2_gguf', 'smollm2_path', 'cpu_dtype', 'load_lm', 'random_feedback',
+           'vary', 'sample_example', 'make_examples', 'agreement', 'add_lora', 'answer_loss', 'train_selector',
+           'selector_asset', 'save_adapter', 'load_adapter', 'adapter_for', 'default_selector', 'TuneConfig',
+           'tune_config', 'eval_sets', 'evaluate', 'tune_selector']
 
 # %% ../nbs/05_steering.ipynb #86f55b6d
 SKILLS: tuple[str, ...] = ('move_up', 'move_down', 'move_left', 'move_right', 'stay')  # the arena's default skill names
@@ -394,7 +394,6 @@ def packed_layout(P: int, suffixes: Sequence[Sequence[int]], trie: SkillTrie):
     if any(len(s) < 1 for s in suffixes): raise ValueError('every suffix needs at least one token')
     n = [len(s) + T for s in suffixes]
     idx, see = torch.zeros(B, max(n), dtype=torch.long), torch.zeros(B, max(n), max(n), dtype=torch.bool)
-    see[..., 0] = True                                                    # padding sees the first token: no empty softmax
     ids, pos, at, start = [], [], [], 0
     for b, s in enumerate(suffixes):
         L = len(s)
@@ -406,30 +405,20 @@ def packed_layout(P: int, suffixes: Sequence[Sequence[int]], trie: SkillTrie):
     return torch.tensor([ids]), torch.tensor([pos]), idx, see, torch.arange(max(n))[None] < torch.tensor(n)[:, None], torch.tensor(at)
 
 # %% ../nbs/05_steering.ipynb #3bdb6d0e
-_PACKED = threading.local()  # the prefix (keys, values), decision indices and masks of the packed forward pass in this thread
+_PACKED = threading.local()  # the prefix (keys, values), decision indices and mask of the packed forward pass in this thread
 
 def packed_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kw):
-    "Attention of a packed row over the shared prefix and each decision's own tokens, merged by log-sum-exp (CPU)."
-    pk, pv = _PACKED.kv[module.layer_idx]                            # (1, Hkv, P, d): never copied per decision
-    _, Hq, N, d = query.shape
-    Hkv = pk.shape[1]; g = Hq // Hkv
-    flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
-    o1, l1 = flash(query.reshape(1, Hkv, g * N, d), pk, pv, scale=scaling)   # every token over the prefix, one call
-    o1, l1 = o1.reshape(Hq, N, d), l1.reshape(Hq, N)
-    idx, valid = _PACKED.idx, _PACKED.valid                          # each decision over its own tokens, one call
+    "Attention of a packed row: each decision's tokens over the shared prefix and their own, one call for the batch."
+    pk, pv = _PACKED.kv[module.layer_idx]                            # (1, Hkv, P, d)
+    idx, valid = _PACKED.idx, _PACKED.valid
     rows = lambda x: x[0][:, idx].transpose(0, 1)                    # (1, H, N, d) -> (B, H, n, d)
-    o2, l2 = flash(rows(query), rows(key).repeat_interleave(g, 1), rows(value).repeat_interleave(g, 1), attn_mask=_PACKED.mask, scale=scaling)
-    o2, l2 = o2.transpose(0, 1)[:, valid], l2.transpose(0, 1)[:, valid]  # back to the packed order: (Hq, N, d)
-    l = torch.logaddexp(l1, l2)
-    out = o1.float() * (l1 - l).exp()[..., None] + o2.float() * (l2 - l).exp()[..., None]
-    return out.to(query.dtype).transpose(0, 1)[None], None
+    k, v = (torch.cat([p.expand(len(idx), -1, -1, -1), rows(x)], 2) for p, x in ((pk, key), (pv, value)))
+    out = torch.nn.functional.scaled_dot_product_attention(rows(query), k, v, attn_mask=_PACKED.mask, scale=scaling, enable_gqa=True)
+    return out.transpose(1, 2)[valid][None], None                    # back to the packed order: (1, N, Hq, d)
 
-PACK_MIN_ROWS = 16  # smaller batches waste little on padding: there the padded pass is as fast (measured: bench_steering.py)
-
-def packable(model, rows: int = PACK_MIN_ROWS) -> bool:
-    "Whether `trie_logprobs` packs `rows` decisions: enough of them, on CPU, without gradients, attention dispatched by name."
-    return (rows >= PACK_MIN_ROWS and not torch.is_grad_enabled() and model.device.type == 'cpu' and bool(getattr(model, '_supports_attention_backend', False))
-            and hasattr(torch.ops.aten, '_scaled_dot_product_flash_attention_for_cpu'))
+def packable(model) -> bool:
+    "Whether `trie_logprobs` packs the batch: on CPU, without gradients, the model's attention dispatched by name."
+    return not torch.is_grad_enabled() and model.device.type == 'cpu' and bool(getattr(model, '_supports_attention_backend', False))
 
 # %% ../nbs/05_steering.ipynb #275fb9aa
 @contextlib.contextmanager
@@ -444,7 +433,9 @@ def packed_hidden(model, kv, suffixes: Sequence[Sequence[int]], trie: SkillTrie)
     "Hidden states `(B, 1 + T, H)` that predict every answer token, from one packed forward pass (CPU, no gradient)."
     from transformers import AttentionInterface
     AttentionInterface.register('flexrl_packed', packed_attention)  # every time: the function of this module, not another copy's
-    ids, pos, _PACKED.idx, see, _PACKED.valid, at = packed_layout(kv[0][0].shape[-2], suffixes, trie)
+    P = kv[0][0].shape[-2]
+    ids, pos, _PACKED.idx, see, _PACKED.valid, at = packed_layout(P, suffixes, trie)
+    see = torch.cat([see.new_ones(*see.shape[:2], P), see], 2)      # every token sees the whole prefix
     _PACKED.kv, _PACKED.mask = kv, additive_mask(see, model.get_output_embeddings().weight.dtype)
     try:
         with attention(model, 'flexrl_packed'): h = run_decoder(model, ids, None, pos)[0]
@@ -461,7 +452,7 @@ def padded_hidden(model, kv, suffixes: Sequence[Sequence[int]], trie: SkillTrie)
 
 def trie_logprobs(model, kv, suffixes: Sequence[Sequence[int]], trie: SkillTrie) -> torch.Tensor:
     "Log-likelihood `(B, K)` of every skill's answer after each suffix and the cached prefix `kv`, in one forward pass."
-    h = (packed_hidden if packable(model, len(suffixes)) else padded_hidden)(model, kv, suffixes, trie)
+    h = (packed_hidden if packable(model) else padded_hidden)(model, kv, suffixes, trie)
     logp = torch.log_softmax(model.get_output_embeddings()(h).float(), -1)
     M = max(map(len, trie.seqs))
     src, tok, ok = torch.zeros(len(trie.seqs), M, dtype=torch.long), torch.zeros(len(trie.seqs), M, dtype=torch.long), torch.zeros(len(trie.seqs), M, dtype=torch.bool)
