@@ -15,9 +15,9 @@ from .text import parse_observation, format_observation, grid_legend, skill_feed
 log = get_logger('steering')
 
 # %% auto #0
-__all__ = ['log', 'SKILLS', 'INTENTS', 'INTENT_RULES', 'PARAPHRASES', 'SKILL_MOVES', 'SKILL_HELP', 'SYSTEM', 'TINY_CHAT', 'MODES',
-           'SMOLLM2_GGUF', 'LORA_TARGETS', 'check_skills', 'parse_skill', 'Decision', 'Choice', 'Selector',
-           'instruction_intent', 'split_paraphrases', 'oracle_scores', 'best_skill', 'ScriptedSelector',
+__all__ = ['log', 'SKILLS', 'INTENTS', 'INTENT_RULES', 'PARAPHRASES', 'SKILL_MOVES', 'SKILL_HELP', 'SYSTEM', 'OBSERVATION_FORMS',
+           'TINY_CHAT', 'MODES', 'SMOLLM2_GGUF', 'LORA_TARGETS', 'check_skills', 'parse_skill', 'Decision', 'Choice',
+           'Selector', 'instruction_intent', 'split_paraphrases', 'oracle_scores', 'best_skill', 'ScriptedSelector',
            'RandomSelector', 'relative_line', 'PromptTemplate', 'chat_parts', 'tiny_lm', 'run_decoder', 'prefix_kv',
            'expand_kv', 'additive_mask', 'answer_end_id', 'SkillTrie', 'packed_layout', 'packed_attention', 'packable',
            'attention', 'packed_hidden', 'padded_hidden', 'trie_logprobs', 'greedy_decode', 'HFSelector', 'text_choice',
@@ -243,25 +243,32 @@ def _offsets(label: str, dx: int, dy: int) -> str:
 def relative_line(obs: str,                 # observation text
                   grid: int = 50,           # cells per side (for the walls)
                   agent: str = 'agent',     # the object the offsets are measured from
+                  cell: bool = False,       # start with the agent's cell (`Agent at (15, 30); ...`)
                  ) -> str | None:
     "`Relative to the Agent: Ball 5 right, 5 down; Goal 25 down, 10 left; Wall 2 up` for an observation (None if unreadable)."
     try: gs = parse_observation(obs)
     except ValueError: return None
     if f'{agent}_pos' not in gs: return None
-    (ax, ay), near = gs[f'{agent}_pos'], grid / 10
+    (ax, ay), near, name = gs[f'{agent}_pos'], grid / 10, agent.replace('_', ' ').capitalize()
     parts = [_offsets(k[:-4].replace('_', ' ').capitalize(), x - ax, y - ay) for k, (x, y) in gs.items() if k.endswith('_pos') and k != f'{agent}_pos']
     walls = [f'{w} {d}' for d, w in (('left', ax), ('right', grid - ax), ('down', ay), ('up', grid - ay)) if 0 <= w < near]
     parts += [f"Wall {', '.join(walls)}"] if walls else []
-    return f"Relative to the {agent.replace('_', ' ').capitalize()}: " + '; '.join(parts) if parts else None
+    if cell: return '; '.join([f'{name} at ({ax}, {ay})'] + parts)
+    return f"Relative to the {name}: " + '; '.join(parts) if parts else None
 
 # %% ../nbs/05_steering.ipynb #22badc6e
+OBSERVATION_FORMS = ('relative', 'text', 'both')  # how a prompt shows the observation (`PromptTemplate.observation`)
+
 @dataclasses.dataclass(frozen=True)
 class PromptTemplate:
     "How a decision becomes a prompt: a constant system part first (task, skills, coordinates), then the decision."
-    system: str = SYSTEM   # system text; `{legend}`, `{skills}` (one line each, with `SKILL_HELP`) and `{names}` are filled in
-    grid: int = 50         # grid of the observation text, for the coordinate legend
-    history_len: int = 2   # how many earlier (skill, feedback) pairs to show (0: none)
-    relative: bool = True  # add where each object is relative to the agent (`relative_line`)
+    system: str = SYSTEM          # system text; `{legend}`, `{skills}` (one line each, with `SKILL_HELP`) and `{names}` are filled in
+    grid: int = 50                # grid of the observation text, for the coordinate legend
+    history_len: int = 0          # how many earlier (skill, feedback) pairs to show (0: none)
+    observation: str = 'relative' # 'relative': the agent's cell, the others' offsets (`relative_line`); 'text': as encoded; 'both'
+
+    def __post_init__(self):
+        if self.observation not in OBSERVATION_FORMS: raise ValueError(f'observation must be one of {OBSERVATION_FORMS}, got {self.observation!r}')
 
     def system_text(self, skills: Sequence[str]) -> str:
         "The constant part of the prompt for `skills`."
@@ -272,7 +279,8 @@ class PromptTemplate:
     def user_text(self, d: Decision) -> str:
         "The per-decision part: observation, earlier skills, last skill's feedback, instruction."
         d = Decision.make(d)
-        lines = [f'Observation: {d.obs}'] + ([rel] if self.relative and (rel := relative_line(d.obs, self.grid)) else [])
+        rel = relative_line(d.obs, self.grid, cell=self.observation == 'relative') if self.observation != 'text' else None
+        lines = ([] if self.observation == 'relative' and rel else [f'Observation: {d.obs}']) + ([rel] if rel else [])
         if self.history_len > 0 and d.history:
             lines.append('Earlier: ' + '; '.join(f'{s} ({f})' for s, f in d.history[-self.history_len:]))
         return '\n'.join(lines + [f"Last skill: {d.feedback or 'none yet'}", f'Instruction: {d.instruction}'])
@@ -879,7 +887,8 @@ class TuneConfig:
     out: str = ''                   # where to save the adapter: '' nowhere, 'assets' `flexrl/assets/selector`, else a folder
     skills: list[str] = dataclasses.field(default_factory=lambda: list(SKILLS))  # the skill list
     grid: int = 50                  # cells per side of the observation text
-    relative: bool = True           # the prompt tells where objects are relative to the agent
+    observation: str = 'relative'   # how the prompt shows the observation (`PromptTemplate.observation`)
+    history_len: int = 0            # earlier (skill, feedback) pairs the prompt shows
     step: float = 5.0               # the oracle's look-ahead (cells)
     min_margin: float = 1.0         # labels: the oracle's best skill wins by at least this much
     history_p: float = 0.3          # chance of a history in a decision
@@ -940,7 +949,7 @@ def _load_base(cfg, dtype: str) -> HFSelector:
         model, tok = tiny_lm(cfg.data_seed)
         model = model.to(cpu_dtype() if dtype == 'auto' else getattr(torch, dtype))
     else: model, tok = load_lm(cfg.model, dtype)
-    return HFSelector(model, tok, template=PromptTemplate(grid=cfg.grid, relative=cfg.relative))
+    return HFSelector(model, tok, template=PromptTemplate(grid=cfg.grid, history_len=cfg.history_len, observation=cfg.observation))
 
 def _out_dir(cfg) -> Path | None:
     "Where to save the adapter, from `cfg.out`."
