@@ -889,6 +889,7 @@ class TuneConfig:
     grid: int = 50                  # cells per side of the observation text
     observation: str = 'relative'   # how the prompt shows the observation (`PromptTemplate.observation`)
     history_len: int = 0            # earlier (skill, feedback) pairs the prompt shows
+    train_history_len: int = 2      # ... while training, so the adapter reads prompts with and without them
     step: float = 5.0               # the oracle's look-ahead (cells)
     min_margin: float = 1.0         # labels: the oracle's best skill wins by at least this much
     history_p: float = 0.3          # chance of a history in a decision
@@ -987,7 +988,8 @@ def tune_selector(cfg) -> dict:
         for name, s in [('random', RandomSelector(cfg.data_seed)), ('scripted', ScriptedSelector(cfg.grid, cfg.step)), ('zero_shot', sel)]:
             res[name] = evaluate(s, sets, cfg)
             mlflow.log_metrics({f'{name}/{k}': v for k, v in res[name].items()}); _progress(cfg, f'{name}: {res[name]}')
-        add_lora(sel, cfg.rank, cfg.alpha, cfg.targets, cfg.last_layers)
+        add_lora(sel, cfg.rank, cfg.alpha, cfg.targets, cfg.last_layers)  # trained on prompts showing `train_history_len` earlier pairs:
+        trainer = HFSelector(sel.model, sel.tokenizer, template=dataclasses.replace(sel.template, history_len=cfg.train_history_len))
         def on_step(i, loss):
             losses.append(loss)
             if (i + 1) % cfg.log_every == 0 or i + 1 == cfg.steps:
@@ -996,7 +998,7 @@ def tune_selector(cfg) -> dict:
             if cfg.eval_every and (i + 1) % cfg.eval_every == 0 and i + 1 < cfg.steps:
                 sel.model.eval(); sel.clear_cache(); acc = evaluate(sel, sets, cfg); sel.model.train()
                 mlflow.log_metrics({f'tuned/{k}': v for k, v in acc.items()}, step=i + 1); _progress(cfg, f'step {i + 1} {acc}')
-        train_selector(sel, batch, cfg.steps, cfg.lr, cfg.warmup, skills, on_step)
+        train_selector(trainer, batch, cfg.steps, cfg.lr, cfg.warmup, skills, on_step); sel.clear_cache()
         res['tuned'] = evaluate(sel, sets, cfg)
         mlflow.log_metrics({f'tuned/{k}': v for k, v in res['tuned'].items()}, step=cfg.steps); _progress(cfg, f"tuned: {res['tuned']}")
         res.update(losses=losses, train_seconds=time.time() - t0, run_id=run.info.run_id, selector=sel)
