@@ -331,7 +331,7 @@ class AgentConfig:
     name: str                 # row name, e.g. 'tuned LLM, feedback off'
     selector: str             # one of `SELECTORS`
     feedback: bool = True     # the last skill's feedback in the prompt
-    history: int = 2          # earlier (skill, feedback) pairs in the prompt
+    history: int | None = None  # earlier (skill, feedback) pairs the prompt shows (None: as the selector's template says)
     mode: str = 'score'       # choice mode of LLM selectors
 
 def compare(skills: SkillLibrary, configs: Sequence[AgentConfig], episodes: int = 50, seed: int = 0, K: int = 10,
@@ -340,7 +340,9 @@ def compare(skills: SkillLibrary, configs: Sequence[AgentConfig], episodes: int 
     evs = {}
     for c in configs:
         sel = make_selector(c.selector, seed, c.mode)
-        evs[c.name] = evaluate(skills, sel, tasks, episodes, seed, name=c.name, K=K, feedback=c.feedback, history=c.history, **kw)
+        if c.history is not None and hasattr(sel, 'template'): sel.template = dataclasses.replace(sel.template, history_len=c.history)
+        shown = sel.template.history_len if hasattr(sel, 'template') else 0
+        evs[c.name] = evaluate(skills, sel, tasks, episodes, seed, name=c.name, K=K, feedback=c.feedback, history=shown, **kw)
     df = pd.DataFrame([e.summary for e in evs.values()]).set_index('name')
     ref = [n for n, c in zip(evs, configs) if c.selector == oracle]
     if ref: df.insert(1, 'vs_oracle', df.success / df.loc[ref[0], 'success'])
@@ -404,7 +406,7 @@ def log_evaluation(table: pd.DataFrame, evs: dict[str, Evaluation], out: Path) -
 def _all_configs() -> list[AgentConfig]:
     A = AgentConfig
     return [A('scripted oracle', 'scripted'), A('random', 'random'), A('fixed move_up', 'fixed'), A('zero-shot LLM', 'zero-shot'),
-            A('tuned LLM', 'tuned'), A('tuned LLM, feedback off', 'tuned', feedback=False), A('tuned LLM, history off', 'tuned', history=0)]
+            A('tuned LLM', 'tuned'), A('tuned LLM, feedback off', 'tuned', feedback=False), A('tuned LLM, history on', 'tuned', history=2)]
 
 @dataclasses.dataclass
 class EvalConfig:
