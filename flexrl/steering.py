@@ -24,7 +24,7 @@ __all__ = ['log', 'SKILLS', 'INTENTS', 'INTENT_RULES', 'PARAPHRASES', 'SKILL_MOV
            'RemoteError', 'RemoteSelector', 'smollm2_gguf', 'smollm2_path', 'cpu_dtype', 'load_lm', 'random_feedback',
            'vary', 'sample_example', 'make_examples', 'agreement', 'add_lora', 'answer_loss', 'train_selector',
            'selector_asset', 'save_adapter', 'load_adapter', 'adapter_for', 'default_selector', 'TuneConfig',
-           'tune_config', 'eval_sets', 'evaluate', 'tune_selector']
+           'tune_config', 'tune_template', 'eval_sets', 'evaluate', 'tune_selector']
 
 # %% ../nbs/05_steering.ipynb #86f55b6d
 SKILLS: tuple[str, ...] = ('move_up', 'move_down', 'move_left', 'move_right', 'stay')  # the arena's default skill names
@@ -922,6 +922,10 @@ def tune_config(source: str = 'parameters', **values) -> Any:
     OmegaConf.set_struct(cfg, True)
     return cfg
 
+def tune_template(cfg) -> PromptTemplate:
+    "The prompt template a `TuneConfig` trains and deploys (training shows `train_history_len` earlier pairs instead)."
+    return PromptTemplate(grid=cfg.grid, history_len=cfg.history_len, observation=cfg.observation)
+
 # %% ../nbs/05_steering.ipynb #19e7ea7b
 def eval_sets(cfg) -> dict[str, list[tuple[Decision, int]]]:
     "The held-out sets: new states with training paraphrases, with held-out paraphrases, and unfiltered ones."
@@ -950,7 +954,7 @@ def _load_base(cfg, dtype: str) -> HFSelector:
         model, tok = tiny_lm(cfg.data_seed)
         model = model.to(cpu_dtype() if dtype == 'auto' else getattr(torch, dtype))
     else: model, tok = load_lm(cfg.model, dtype)
-    return HFSelector(model, tok, template=PromptTemplate(grid=cfg.grid, history_len=cfg.history_len, observation=cfg.observation))
+    return HFSelector(model, tok, template=tune_template(cfg))
 
 def _out_dir(cfg) -> Path | None:
     "Where to save the adapter, from `cfg.out`."
