@@ -29,6 +29,12 @@ test: $(STAMP)  ## notebooks clean + library in sync + nbdev_test + pytest
 test-slow: $(STAMP)  ## also run the cells and tests flagged slow
 	@FLEXRL_TEST_FLAGS=slow tools/test.sh
 
+test-fast: $(STAMP)  ## sync checks + nbdev_test + pytest, without the infra tools (Docker, Helm, Terraform checks)
+	@FLEXRL_TEST_FAST=1 tools/test.sh
+
+clean-nbs: $(STAMP)  ## strip notebook outputs and metadata (what the sync check demands)
+	@$(BIN)/nbdev_clean && $(BIN)/python tools/strip_outputs.py
+
 docs: $(STAMP)  ## build the static docs site offline into _docs/
 	@$(BIN)/python tools/docs.py site
 

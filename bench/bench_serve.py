@@ -118,12 +118,14 @@ WORKLOADS = {  # name -> (path, op, what)
 
 def request_bodies(workload: str, hidden: int, n: int = 256) -> list[bytes]:
     "`n` different request bodies of a workload, from labelled decisions of the arena."
-    from flexrl.steering import make_examples, split_paraphrases, tiny_lm, HFSelector
+    from flexrl.steering import split_paraphrases
+    from flexrl.tune import make_examples
+    from flexrl.lm import tiny_lm, HFSelector
     ds = [d for d, _ in make_examples(n, 0, split_paraphrases()[0])]
     if workload == 'select':
         return [json.dumps({'decisions': [{'obs': d.obs, 'instruction': d.instruction, 'feedback': d.feedback, 'history': d.history}]}).encode() for d in ds]
     sel = HFSelector(*tiny_lm(0, hidden=hidden))
-    return [json.dumps({'prompt': sel.prompt_text(d), 'max_tokens': 16, 'temperature': 0}).encode() for d in ds]
+    return [json.dumps({'prompt': sel.prompt(d), 'max_tokens': 16, 'temperature': 0}).encode() for d in ds]
 
 
 def main(argv=None) -> int:
@@ -138,7 +140,7 @@ def main(argv=None) -> int:
     p.add_argument('--out', type=Path, default=ROOT/'bench'/'results'/'serve.json')
     a = p.parse_args(argv)
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
-    from flexrl.steering import tiny_lm
+    from flexrl.lm import tiny_lm
     n_params = sum(p.numel() for p in tiny_lm(0, hidden=a.hidden)[0].parameters())
     load0, results = os.getloadavg(), {}
     for w in a.workloads:

@@ -1,4 +1,4 @@
-"""Speed and accuracy of the skill selectors (`flexrl.steering`) on SmolLM2-135M-Instruct, offline, on CPU.
+"""Speed and accuracy of the skill selectors (`flexrl.lm`) on SmolLM2-135M-Instruct, offline, on CPU.
 
 Speed: decisions/s and ms/decision of `HFSelector` in each mode (`score`, `constrained`, `generate`) at batch
 1, 8 and 64, against the naive way on the same model, prompts and run: one `model.generate()` per prompt (the
@@ -21,8 +21,9 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 import argparse, json, platform, time
 from pathlib import Path
 import torch
-from flexrl.steering import (SKILLS, MODES, HFSelector, RandomSelector, ScriptedSelector, default_selector, selector_asset,
-                             split_paraphrases, make_examples, agreement, parse_skill, cpu_dtype)
+from flexrl.steering import SKILLS, RandomSelector, ScriptedSelector, split_paraphrases, parse_skill
+from flexrl.lm import MODES, HFSelector, default_selector, selector_asset, cpu_dtype
+from flexrl.tune import make_examples, agreement
 
 RESULTS = Path(__file__).parent/'results'/'steering.json'
 

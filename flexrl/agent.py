@@ -14,16 +14,15 @@ import gymnasium as gym
 from .core import get_logger, get_paths, load_params, typed_params
 from .text import ObservationEncoder, skill_feedback, summarize_events
 from .skills import SkillLibrary, Skill
-from .steering import (Selector, Choice, Decision, PromptTemplate, ScriptedSelector, RandomSelector, oracle_scores,
-                             instruction_intent, INTENTS)
+from .steering import (Selector, Choice, Decision, ScriptedSelector, oracle_scores, instruction_intent, make_selector,
+                             INTENTS)
 
 log = get_logger('agent')
 
 # %% auto #0
-__all__ = ['log', 'CHASER', 'SELECTORS', 'Instruction', 'Task', 'default_tasks', 'segment_success', 'InstructionChannel',
-           'prompt_of', 'Episode', 'Rollouts', 'run_episodes', 'FixedSelector', 'Evaluation', 'evaluate',
-           'make_selector', 'AgentConfig', 'compare', 'plot_episode', 'episode_video', 'results_markdown',
-           'log_evaluation', 'EvalConfig', 'eval_config', 'evaluate_suite', 'demo']
+__all__ = ['log', 'CHASER', 'Instruction', 'Task', 'default_tasks', 'segment_success', 'InstructionChannel', 'Episode',
+           'Rollouts', 'run_episodes', 'Evaluation', 'evaluate_agent', 'AgentConfig', 'compare', 'plot_episode',
+           'episode_video', 'results_markdown', 'log_evaluation', 'EvalConfig', 'eval_config', 'evaluate_suite', 'demo']
 
 # %% ../nbs/06_agent.ipynb #8c2a4fa3
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +114,7 @@ class _EnvRun:
     segments: list = dataclasses.field(default_factory=list); frames: list = dataclasses.field(default_factory=list)
     done: bool = False
 
-# %% ../nbs/06_agent.ipynb #b954daa1
+# %% ../nbs/06_agent.ipynb #053deaf2
 def _start(task: Task, seed: int, video: bool) -> _EnvRun:
     "Make and reset the env of one episode."
     env = gym.make('flexrl/Arena-v0', max_episode_steps=None, render_mode='rgb_array' if video else None,
@@ -125,18 +124,20 @@ def _start(task: Task, seed: int, video: bool) -> _EnvRun:
     r.pending = task.schedule[0]
     return r
 
+# %% ../nbs/06_agent.ipynb #a4b3c3b7
 def _trace_row(r: _EnvRun) -> dict:
     i = r.info
     return {'step': r.t, 'agent_x': i['agent_pos'][0], 'agent_y': i['agent_pos'][1], 'ball_x': i['ball_pos'][0],
             'ball_y': i['ball_pos'][1], 'dist_ball': i['dist_ball'], 'dist_goal': i['dist_goal'], 'contact': i['agent_ball_contact'],
             'wall': i['wall_contact'], 'goal_reached': i['goal_reached'], 'skill': r.skill, 'instruction': r.instruction.text}
 
-# %% ../nbs/06_agent.ipynb #a64b8499
+# %% ../nbs/06_agent.ipynb #3525eb79
 def _needs_decision(r: _EnvRun, skills: SkillLibrary, K: int) -> bool:
     if r.pending is not None or r.skill is None or r.skill_steps >= K: return True
     d = np.asarray(skills[r.skill].goal.direction)
     return bool(d.any() and float((r.info['agent_pos'] - r.skill_start) @ d) >= skills[r.skill].goal.distance)
 
+# %% ../nbs/06_agent.ipynb #fd6d9c94
 def _decision(r: _EnvRun, enc: ObservationEncoder, feedback: bool, history: int) -> Decision:
     if r.pending is not None:
         r.instruction, r.pending = r.pending, None
@@ -146,14 +147,6 @@ def _decision(r: _EnvRun, enc: ObservationEncoder, feedback: bool, history: int)
                     tuple(r.history[-history:]) if history else ())
 
 # %% ../nbs/06_agent.ipynb #76a85078
-def prompt_of(selector: Selector, d: Decision, skills: Sequence[str]) -> str:
-    "The prompt `selector` reads for `d` (the default template's for selectors without one)."
-    for attr in ('prompt_text', 'prompt'):
-        f = getattr(selector, attr, None)
-        if callable(f): return f(d, list(skills))
-    t = PromptTemplate()
-    return t.system_text(skills) + '\n' + t.user_text(d)
-
 def _record(r: _EnvRun, d: Decision, c: Choice, enc: ObservationEncoder, skills: Sequence[str], prompt: str):
     "Log decision `d` and choice `c`; switch the env's skill (a new LSTM state on a switch)."
     oracle = oracle_scores(enc.grid_state(r.info), r.instruction.intent, skills, enc.grid)
@@ -251,7 +244,7 @@ def run_episodes(skills: SkillLibrary,              # the skill library
         if need := [r for r in live if _needs_decision(r, skills, K)]:
             ds = [_decision(r, enc, feedback, history) for r in need]
             t1 = time.perf_counter(); choices = selector.select(ds, names); out.selector_seconds += time.perf_counter() - t1
-            for r, d, c in zip(need, ds, choices): _record(r, d, c, enc, names, prompt_of(selector, d, names))
+            for r, d, c in zip(need, ds, choices): _record(r, d, c, enc, names, selector.prompt(d, names))
             out.decisions += len(need)
         _act(live, skills)
         for r in live: _step(r)
@@ -262,16 +255,10 @@ def run_episodes(skills: SkillLibrary,              # the skill library
                             r.frames, r.t * r.env.unwrapped.dt) for r in runs]
     return out
 
-# %% ../nbs/06_agent.ipynb #562255f1
-class FixedSelector(Selector):
-    "Always the same skill (a baseline)."
-    def __init__(self, skill: str = 'move_up'): self.skill = skill
-    def _select(self, ds, skills): return [Choice(self.skill, {s: float(s == self.skill) for s in skills}) for _ in ds]
-
 # %% ../nbs/06_agent.ipynb #01698883
 @dataclasses.dataclass
 class Evaluation:
-    "The result of `evaluate`: a summary row and the full records."
+    "The result of `evaluate_agent`: a summary row and the full records."
     summary: dict            # name, success, success_<task>, latency, invalid, decisions_per_s, real_time_factor
     segments: pd.DataFrame   # one row per instruction segment
     decisions: pd.DataFrame  # one row per decision
@@ -279,7 +266,7 @@ class Evaluation:
     episodes: list[Episode]
 
 # %% ../nbs/06_agent.ipynb #083b3661
-def evaluate(skills: SkillLibrary, selector: Selector, tasks: dict[str, Task] | None = None, # default: `default_tasks()`
+def evaluate_agent(skills: SkillLibrary, selector: Selector, tasks: dict[str, Task] | None = None, # default: `default_tasks()`
              episodes: int = 50,        # per task
              seed: int = 0,             # episode i of every task resets with seed + i
              batch: int = 64,           # envs stepped together (one selector call per step for all)
@@ -309,40 +296,26 @@ def _summarise(eps: list[Episode], tot: Rollouts, tasks: dict[str, Task], name: 
          'real_time_factor': tot.sim_seconds / max(tot.wall_seconds, 1e-9), 'episodes': len(eps)}
     return Evaluation(s, seg, dec, pd.concat([e.trace for e in eps], ignore_index=True), eps)
 
-# %% ../nbs/06_agent.ipynb #94957b4a
-SELECTORS = ('scripted', 'random', 'fixed', 'zero-shot', 'tuned', 'tiny')
-
-def make_selector(kind: str,   # one of `SELECTORS`
-                  seed: int = 0, mode: str = 'score') -> Selector:
-    "A selector by name: the oracle, random, a fixed skill, SmolLM2 zero-shot or tuned, a tiny random LM (tests)."
-    from flexrl.steering import HFSelector, default_selector, tiny_lm
-    if kind == 'scripted': return ScriptedSelector()
-    if kind == 'random': return RandomSelector(seed)
-    if kind == 'fixed': return FixedSelector('move_up')
-    if kind == 'zero-shot': return default_selector(mode, adapter=None)
-    if kind == 'tuned': return default_selector(mode)
-    if kind == 'tiny': return HFSelector(*tiny_lm(seed), mode=mode)
-    raise ValueError(f"unknown selector {kind!r}; choose one of {', '.join(SELECTORS)}")
-
-# %% ../nbs/06_agent.ipynb #91ebbe72
+# %% ../nbs/06_agent.ipynb #401aed84
 @dataclasses.dataclass
 class AgentConfig:
     "One row of a comparison: a selector and the loop's options."
     name: str                 # row name, e.g. 'tuned LLM, feedback off'
-    selector: str             # one of `SELECTORS`
+    selector: str             # a name of `flexrl.steering.SELECTORS`
     feedback: bool = True     # the last skill's feedback in the prompt
     history: int | None = None  # earlier (skill, feedback) pairs the prompt shows (None: as the selector's template says)
     mode: str = 'score'       # choice mode of LLM selectors
 
+# %% ../nbs/06_agent.ipynb #d8cc1cc0
 def compare(skills: SkillLibrary, configs: Sequence[AgentConfig], episodes: int = 50, seed: int = 0, K: int = 10,
             tasks: dict[str, Task] | None = None, oracle: str = 'scripted', **kw) -> tuple[pd.DataFrame, dict[str, Evaluation]]:
     "Evaluate every config on the same tasks and seeds; a table (one row each, `vs_oracle` = success / oracle's) and the evaluations."
     evs = {}
     for c in configs:
         sel = make_selector(c.selector, seed, c.mode)
-        if c.history is not None and hasattr(sel, 'template'): sel.template = dataclasses.replace(sel.template, history_len=c.history)
-        shown = sel.template.history_len if hasattr(sel, 'template') else 0
-        evs[c.name] = evaluate(skills, sel, tasks, episodes, seed, name=c.name, K=K, feedback=c.feedback, history=shown, **kw)
+        if c.history is not None and sel.template is not None: sel.template = dataclasses.replace(sel.template, history_len=c.history)
+        shown = sel.template.history_len if sel.template is not None else 0
+        evs[c.name] = evaluate_agent(skills, sel, tasks, episodes, seed, name=c.name, K=K, feedback=c.feedback, history=shown, **kw)
     df = pd.DataFrame([e.summary for e in evs.values()]).set_index('name')
     ref = [n for n, c in zip(evs, configs) if c.selector == oracle]
     if ref: df.insert(1, 'vs_oracle', df.success / df.loc[ref[0], 'success'])
@@ -369,9 +342,10 @@ def episode_video(ep: Episode, path: Path, fps: int = 20) -> list[Path]:
     if not ep.frames: raise ValueError(f'episode {ep.task}/{ep.seed} has no frames: run it with video=True')
     return write_video([f for f, _ in ep.frames], path, fps, captions=[c for _, c in ep.frames])
 
-# %% ../nbs/06_agent.ipynb #db7a98bf
+# %% ../nbs/06_agent.ipynb #ef3e420f
 def _slug(name: str) -> str: return '_'.join(''.join(c if c.isalnum() or c in '-.' else ' ' for c in name).split())
 
+# %% ../nbs/06_agent.ipynb #8428e31c
 def results_markdown(table: pd.DataFrame) -> str:
     "The comparison table as markdown (success as %, latency in decisions)."
     t = table.copy()
@@ -402,12 +376,13 @@ def log_evaluation(table: pd.DataFrame, evs: dict[str, Evaluation], out: Path) -
             files.setdefault('plot', png); files.setdefault('video', stem.with_suffix('.mp4'))
     return files
 
-# %% ../nbs/06_agent.ipynb #2deaaf5b
+# %% ../nbs/06_agent.ipynb #7039b67b
 def _all_configs() -> list[AgentConfig]:
     A = AgentConfig
     return [A('scripted oracle', 'scripted'), A('random', 'random'), A('fixed move_up', 'fixed'), A('zero-shot LLM', 'zero-shot'),
             A('tuned LLM', 'tuned'), A('tuned LLM, feedback off', 'tuned', feedback=False), A('tuned LLM, history on', 'tuned', history=2)]
 
+# %% ../nbs/06_agent.ipynb #8c636e7a
 @dataclasses.dataclass
 class EvalConfig:
     "The schema of `params/evaluate_agent.yaml`."
@@ -422,6 +397,7 @@ class EvalConfig:
     skills: list[str] = dataclasses.field(default_factory=list)  # overrides of params/train_skills.yaml for the library
     progress: bool = True
 
+# %% ../nbs/06_agent.ipynb #46e04d5c
 def eval_config(path: str | Path | None = None, overrides: Sequence[str] = (), **values):
     "A validated `EvalConfig` from a params file and overrides, or from keyword values (a notebook's parameters)."
     return typed_params(EvalConfig, values) if values else load_params(path, overrides, schema=EvalConfig)
@@ -448,7 +424,7 @@ def evaluate_suite(cfg=None,                    # an `EvalConfig` (or a config l
 
 # %% ../nbs/06_agent.ipynb #74edd593
 def demo(episodes: int = 4,                 # episodes of the switch task
-         selector: str = 'tuned',           # the selector shown (`SELECTORS`)
+         selector: str = 'tuned',           # the selector shown (`flexrl.steering.SELECTORS`)
          skills: Sequence[str] = (),        # overrides of params/train_skills.yaml
          progress: bool = True) -> dict[str, Path]:
     "The main job: the adaptive agent on episodes with an instruction injected mid-way; return the files written."

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 os.environ.setdefault('MUJOCO_GL', 'egl')            # headless rendering; must be set before mujoco is imported
 os.environ.setdefault('PYOPENGL_PLATFORM', 'egl')
-import math, base64, functools, xml.etree.ElementTree as ET
+import math, base64, functools, dataclasses, xml.etree.ElementTree as ET
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Sequence
@@ -16,29 +16,46 @@ import mujoco
 import gymnasium as gym
 from gymnasium import spaces
 from gymnasium.utils import EzPickle
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['AGENTS', 'BALL_BEHAVIOURS', 'RESET_OPTIONS', 'ENV_SPECS', 'arena_xml', 'sample_layout', 'ArenaEnv', 'register_envs',
-           'rollout', 'caption_text', 'add_caption', 'write_video', 'gif_html']
+__all__ = ['BALL_BEHAVIOURS', 'AGENTS', 'RESET_OPTIONS', 'ENV_SPECS', 'BallBehaviour', 'arena_xml', 'sample_layout', 'ArenaEnv',
+           'register_envs', 'rollout', 'caption_text', 'add_caption', 'write_video', 'gif_html']
 
-# %% ../nbs/01_arena.ipynb #fd82d2c3
-def patch(f):
-    "Make `f` a method of the class annotated on its `self` (fastcore's `patch`, which is not a runtime dependency here)."
-    cls = f.__annotations__['self']
-    if isinstance(cls, str): cls = eval(cls, f.__globals__)
-    f.__qualname__ = f'{cls.__name__}.{f.__name__}'
-    setattr(cls, f.__name__, f)
-    return f
+# %% ../nbs/01_arena.ipynb #97229059
+@dataclasses.dataclass(frozen=True)
+class BallBehaviour:
+    "What a ball does on its own: the heading it is driven along each step, if any, and how it starts."
+    heading: Callable | None = None  # env -> (dx, dy) to drive the ball along at `ball_speed` (None: not now); None: never
+    rolls: bool = False              # starts at `ball_speed` in a random heading
+    driven = property(lambda self: self.heading is not None,
+                      doc='Driven balls slide freely (no damping), at `ball_speed`.')
 
-# %% ../nbs/01_arena.ipynb #7d0d362b
+# %% ../nbs/01_arena.ipynb #fadb92f4
+def _roll_on(env) -> tuple[float, float]:
+    "A rolling ball keeps its heading (a new random one once it stopped)."
+    dx, dy = env._bv.tolist()
+    if math.hypot(dx, dy) >= 1e-9: return dx, dy
+    a = env.np_random.uniform(0, 2 * np.pi)
+    return math.cos(a), math.sin(a)
+
+def _chase(env) -> tuple[float, float] | None:
+    "A chaser heads for the agent (and waits on top of it)."
+    (ax, ay), (bx, by) = env._ap.tolist(), env._bp.tolist()
+    return (ax - bx, ay - by) if math.hypot(ax - bx, ay - by) >= 1e-9 else None
+
+BALL_BEHAVIOURS: dict[str, BallBehaviour] = {'static': BallBehaviour(), 'rolling': BallBehaviour(_roll_on, rolls=True),
+                                             'chaser': BallBehaviour(_chase)}  # name -> what the ball does
+
+# %% ../nbs/01_arena.ipynb #413e2c26
 AGENTS = ('pointmass', 'ant')                      # agent bodies
-BALL_BEHAVIOURS = ('static', 'rolling', 'chaser')  # what the ball does on its own
 
 def _check_choice(name: str, value: Any, valid: Sequence[str]):
     "Raise a `ValueError` naming `name` unless `value` is one of `valid`."
     if value not in valid:
         raise ValueError(f"{name}={value!r} is not valid; choose one of {', '.join(map(repr, valid))}")
 
+# %% ../nbs/01_arena.ipynb #2f1d3565
 def _check_positive(name: str, value: Any, zero_ok: bool = False, integer: bool = False):
     "Raise a `ValueError` naming `name` unless `value` is a finite number > 0 (>= 0 if `zero_ok`; an int if `integer`)."
     kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
@@ -59,7 +76,8 @@ def _scene_xml(half_size: float, wall_height: float, goal_radius: float) -> str:
     <light name="sun" directional="true" castshadow="false" pos="0 0 {cam_z:g}" dir="0 0 -1" diffuse=".8 .8 .8"/>
     <camera name="top" pos="0 0 {cam_z:g}" xyaxes="1 0 0 0 1 0" fovy="45"/>
     <geom name="floor" type="plane" size="{h + 2*t:g} {h + 2*t:g} 0.1" material="grid" contype="1" conaffinity="1"/>
-    {"".join(f'<geom name="wall_{n}" class="wall" pos="{x:g} {y:g} {z:g}" size="{sx:g} {sy:g} {z:g}"/>' for n, x, y, sx, sy in walls)}
+    {"".join(f'<geom name="wall_{n}" class="wall" pos="{x:g} {y:g} {z:g}" size="{sx:g} {sy:g} {z:g}"/>'
+             for n, x, y, sx, sy in walls)}
     <body name="goal" mocap="true" pos="0 0 0.002">
       <geom name="goal" type="cylinder" size="{goal_radius:g} 0.002" contype="0" conaffinity="0" rgba=".2 .75 .3 .6"/>
       <site name="goal" size="0.02" rgba=".1 .45 .15 1"/>
@@ -163,8 +181,8 @@ def _validate(kw: dict):
         _check_positive(k, kw[k], zero_ok=True)
     for k in ('frame_skip', 'width', 'height'): _check_positive(k, kw[k], integer=True)
     _check_choice('camera', kw['camera'], ('top',) if kw['agent'] == 'pointmass' else ('top', 'track'))
-    sample_layout(np.random.default_rng(0), kw['arena_half_size'], (kw['agent_radius'], kw['ball_radius'], kw['goal_radius']),
-                  kw['min_separation'])
+    sample_layout(np.random.default_rng(0), kw['arena_half_size'],
+                  (kw['agent_radius'], kw['ball_radius'], kw['goal_radius']), kw['min_separation'])
 
 # %% ../nbs/01_arena.ipynb #4d3c0ba8
 class ArenaEnv(gym.Env, EzPickle):
@@ -202,7 +220,8 @@ class ArenaEnv(gym.Env, EzPickle):
         _validate(kw)
         self.cfg = c = SimpleNamespace(**kw)
         self.render_mode, self.frame_skip, self._renderer = render_mode, frame_skip, None
-        xml_kw = {k: kw[k] for k in _XML_ARGS} | {'ball_damping': kw['ball_damping'] if ball == 'static' else 0.0}
+        xml_kw = ({k: kw[k] for k in _XML_ARGS}
+                  | {'ball_damping': 0.0 if BALL_BEHAVIOURS[ball].driven else kw['ball_damping']})
         self.model = mujoco.MjModel.from_xml_string(arena_xml(**xml_kw))
         self.data = mujoco.MjData(self.model)
         self._bind()
@@ -229,15 +248,23 @@ def _bind(self: ArenaEnv):
     kind[m.geom('ball').id] = 2
     kind[[m.geom(f'wall_{s}').id for s in 'nsew']] = 4
     pair = kind[:, None] | kind[None, :]
-    self._events = np.where(pair == 3, _AGENT_BALL, np.where(pair == 5, _AGENT_WALL, 0)).tolist()  # [geom1][geom2] -> bits
+    self._events = np.where(pair == 3, _AGENT_BALL,
+                            np.where(pair == 5, _AGENT_WALL, 0)).tolist()  # [geom1][geom2] -> bits
 
-# %% ../nbs/01_arena.ipynb #df53b0ed
+# %% ../nbs/01_arena.ipynb #512ef412
+@patch
+def get_obs(self: ArenaEnv) -> np.ndarray:
+    "The current observation: agent, ball and goal positions and velocities, then the Ant's joints (see `observation_space`)."
+    return np.concatenate(self._obs_parts, dtype=np.float32)
+
+# %% ../nbs/01_arena.ipynb #2167e5f4
 @patch
 def state(self: ArenaEnv) -> dict[str, Any]:
     "Positions and velocities of agent and ball, the goal position (arrays of shape (2,), m) and `arena_half_size`."
     return {'agent_pos': self._ap.copy(), 'agent_vel': self._av.copy(), 'ball_pos': self._bp.copy(),
             'ball_vel': self._bv.copy(), 'goal_pos': self._gp.copy(), 'arena_half_size': self.cfg.arena_half_size}
 
+# %% ../nbs/01_arena.ipynb #c8621536
 @patch
 def _contacts(self: ArenaEnv) -> int:
     "Event bits of MuJoCo's current contacts (a handful: a plain loop beats NumPy here)."
@@ -245,6 +272,7 @@ def _contacts(self: ArenaEnv) -> int:
     for g1, g2 in self.data.contact.geom.tolist(): ev |= table[g1][g2]
     return ev
 
+# %% ../nbs/01_arena.ipynb #12f48ce9
 @patch
 def _info(self: ArenaEnv, ev: int) -> dict[str, Any]:
     "`state()` plus distances (centre to centre) and the events (`ev`: contact bits) and `goal_reached`."
@@ -265,7 +293,7 @@ def _reachable(self: ArenaEnv, dist_ball: float) -> int:
     if c.agent != 'pointmass': return _ALL_EVENTS
     (ax, ay), (vx, vy), (ux, uy) = self._ap.tolist(), self._av.tolist(), self._bv.tolist()
     va = math.hypot(vx, vy) + c.agent_gear * dt  # the 1 kg agent's top speed within the step
-    vb = c.ball_speed if c.ball != 'static' else math.hypot(ux, uy)
+    vb = c.ball_speed if BALL_BEHAVIOURS[c.ball].driven else math.hypot(ux, uy)
     ball = dist_ball - c.agent_radius - c.ball_radius <= 2 * (va + vb) * dt + 0.01
     wall = c.arena_half_size - c.agent_radius - max(abs(ax), abs(ay)) <= 2 * va * dt + 0.01
     return _AGENT_BALL * ball | _AGENT_WALL * wall
@@ -277,8 +305,10 @@ def _option_xy(options: dict, key: str, default: np.ndarray, limit: float | None
     "`options[key]` as an x/y array (checked to lie within `limit` of the centre), else `default`."
     if options.get(key) is None: return default
     xy = np.asarray(options[key], float)
-    if xy.shape != (2,) or not np.isfinite(xy).all(): raise ValueError(f'option {key} must be 2 finite numbers, got {options[key]!r}')
-    if limit is not None and (np.abs(xy) > limit).any(): raise ValueError(f'option {key}={options[key]!r} lies outside the walls (|x|, |y| <= {limit:g})')
+    if xy.shape != (2,) or not np.isfinite(xy).all():
+        raise ValueError(f'option {key} must be 2 finite numbers, got {options[key]!r}')
+    if limit is not None and (np.abs(xy) > limit).any():
+        raise ValueError(f'option {key}={options[key]!r} lies outside the walls (|x|, |y| <= {limit:g})')
     return xy
 
 # %% ../nbs/01_arena.ipynb #2de9adee
@@ -298,26 +328,23 @@ def reset(self: ArenaEnv, *, seed: int | None = None, options: dict | None = Non
                        (self._gp, 'goal_pos', 0.0, xy[2])):
         v[:] = _option_xy(o, k, x, c.arena_half_size - r)
     a = rng.uniform(0, 2 * np.pi)
-    self._bv[:] = _option_xy(o, 'ball_vel', c.ball_speed * np.array([np.cos(a), np.sin(a)]) * (c.ball == 'rolling'), None)
+    self._bv[:] = _option_xy(o, 'ball_vel',
+                             c.ball_speed * np.array([np.cos(a), np.sin(a)]) * BALL_BEHAVIOURS[c.ball].rolls, None)
     mujoco.mj_forward(self.model, d)
     info = self._info(self._contacts())
     self._dist_goal, self._reach = info['dist_goal'], self._reachable(info['dist_ball'])
-    return np.concatenate(self._obs_parts, dtype=np.float32), info
+    return self.get_obs(), info
 
-# %% ../nbs/01_arena.ipynb #775ed834
+# %% ../nbs/01_arena.ipynb #d0554fef
 @patch
 def _drive_ball(self: ArenaEnv):
-    "Set the velocity of a `rolling` ball (keep its heading) or a `chaser` (head for the agent) to `ball_speed`."
-    c = self.cfg
-    if c.ball == 'static': return
-    if c.ball == 'chaser': (ax, ay), (bx, by) = self._ap.tolist(), self._bp.tolist(); dx, dy = ax - bx, ay - by
-    else: dx, dy = self._bv.tolist()
-    n = math.hypot(dx, dy)
-    if n < 1e-9:  # stopped rolling ball: pick a new heading; chaser on top of the agent: stay
-        if c.ball == 'chaser': return
-        a = self.np_random.uniform(0, 2 * np.pi); dx, dy, n = math.cos(a), math.sin(a), 1.0
-    self._bv[0], self._bv[1] = dx * c.ball_speed / n, dy * c.ball_speed / n
+    "Drive a moving ball along its behaviour's heading at `ball_speed` (`BALL_BEHAVIOURS`)."
+    h = BALL_BEHAVIOURS[self.cfg.ball].heading
+    if h is None or (d := h(self)) is None: return
+    n = math.hypot(*d)
+    self._bv[0], self._bv[1] = d[0] * self.cfg.ball_speed / n, d[1] * self.cfg.ball_speed / n
 
+# %% ../nbs/01_arena.ipynb #6324e9dc
 @patch
 def _simulate(self: ArenaEnv) -> int:
     "Run `frame_skip` physics steps; return the event bits of the contacts in the states passed and the final one."
@@ -345,10 +372,10 @@ def step(self: ArenaEnv, action):
          -c.contact_cost_weight * info['agent_ball_contact'], c.goal_bonus * reached)
     info['reward_goal'], info['reward_ctrl'], info['reward_contact'], info['reward_success'] = r
     self._dist_goal, self._reach = dist, self._reachable(info['dist_ball'])
-    obs = np.concatenate(self._obs_parts, dtype=np.float32)
+    obs = self.get_obs()
     return obs, r[0] + r[1] + r[2] + r[3], bool(c.terminate_on_goal and reached), False, info
 
-# %% ../nbs/01_arena.ipynb #e743db49
+# %% ../nbs/01_arena.ipynb #85f2d146
 @patch
 def render(self: ArenaEnv) -> np.ndarray | None:
     "An RGB frame (height, width, 3) from `camera` if `render_mode='rgb_array'`, else None."
@@ -357,6 +384,7 @@ def render(self: ArenaEnv) -> np.ndarray | None:
     self._renderer.update_scene(self.data, camera=self.cfg.camera)
     return self._renderer.render()
 
+# %% ../nbs/01_arena.ipynb #80d8ff7e
 @patch
 def close(self: ArenaEnv):
     "Free the renderer (safe to call twice)."
@@ -365,8 +393,9 @@ def close(self: ArenaEnv):
 # %% ../nbs/01_arena.ipynb #717b62ff
 ENV_SPECS = {  # id: (max_episode_steps, kwargs)
     'flexrl/Arena-v0': (400, {}),
-    'flexrl/AntArena-v0': (1000, dict(agent='ant', arena_half_size=4.0, wall_height=0.5, agent_radius=0.9, ball_radius=0.3,
-                                      goal_radius=0.5, min_separation=1.0, timestep=0.01, frame_skip=5, ctrl_cost_weight=0.5)),
+    'flexrl/AntArena-v0': (1000, dict(agent='ant', arena_half_size=4.0, wall_height=0.5, agent_radius=0.9,
+                                      ball_radius=0.3, goal_radius=0.5, min_separation=1.0, timestep=0.01,
+                                      frame_skip=5, ctrl_cost_weight=0.5)),
 }
 
 def register_envs():
@@ -396,12 +425,13 @@ def rollout(env: gym.Env,                   # an arena env; made with `render_mo
         if term or trunc: break
     return frames, infos
 
-# %% ../nbs/01_arena.ipynb #9f782e8a
+# %% ../nbs/01_arena.ipynb #4c72f283
 @functools.lru_cache(maxsize=8)
 def _font(size: int):
     from PIL import ImageFont
     return ImageFont.load_default(size=size)
 
+# %% ../nbs/01_arena.ipynb #b3600b2e
 def caption_text(caption: str | dict | None) -> str:
     "A caption as one string: text as is; a dict as 'step 3 | instruction: ... | skill: ...' (None values left out)."
     if caption is None or isinstance(caption, str): return caption or ''
@@ -446,7 +476,7 @@ def write_video(frames: Sequence[np.ndarray],  # RGB frames (H, W, 3) uint8, e.g
     for fmt in formats: out.append(_WRITERS[fmt](frames, path.with_suffix(f'.{fmt}'), fps))
     return out
 
-# %% ../nbs/01_arena.ipynb #95040992
+# %% ../nbs/01_arena.ipynb #7f213d64
 def _write_mp4(frames, path: Path, fps: int) -> Path:
     import imageio.v2 as iio
     iio.mimwrite(path, frames, fps=fps, codec='libx264', quality=7, macro_block_size=2, ffmpeg_log_level='error')
@@ -460,6 +490,7 @@ def _write_gif(frames, path: Path, fps: int) -> Path:
 
 _WRITERS = {'mp4': _write_mp4, 'gif': _write_gif}
 
+# %% ../nbs/01_arena.ipynb #5bdf8445
 def gif_html(path: str | Path, width: int | None = None):
     "An `IPython.display.HTML` showing a gif inline (embedded as base64, so it survives in the docs)."
     from IPython.display import HTML

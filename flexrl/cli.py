@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse, os, sys, time, signal, threading
 from pathlib import Path
 from .core import get_paths, get_logger, project_root
+from .steering import SELECTORS
 
 # %% auto #0
 __all__ = ['main']
@@ -18,7 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser('paths', help='print where runs, skills, models and caches live')
     d = sub.add_parser('demo', help='run the main job: the adaptive agent, with an instruction injected mid-episode')
     d.add_argument('--episodes', type=int, default=4, help='episodes of the switch task')
-    d.add_argument('--selector', default='tuned', help='selector to show: tuned, zero-shot, scripted, random, fixed, tiny')
+    d.add_argument('--selector', default='tuned', choices=list(SELECTORS), help='the selector shown (flexrl.steering.SELECTORS)')
     e = sub.add_parser('evaluate', help='evaluate the agent on the task suite (params/evaluate_agent.yaml unless -f)')
     e.add_argument('-f', '--params', type=Path, default=None, help='params YAML (default: params/evaluate_agent.yaml)')
     e.add_argument('overrides', nargs='*', help='key=value overrides, e.g. episodes=10')
@@ -144,6 +145,18 @@ def _cmd_submit(a) -> int:
         print(f'flexrl submit: {e}', file=sys.stderr)
         return 1
 
+# %% ../nbs/90_cli.ipynb #81c1eda4
+def _cmd_serve(args: list[str]) -> int:
+    "`flexrl serve`: one process, or with `--tp N` N processes under torchrun, each running `python -m flexrl.parallel serve`."
+    p = argparse.ArgumentParser(add_help=False); p.add_argument('--tp', type=int, default=1)
+    tp = p.parse_known_args(args)[0].tp
+    if tp > 1 and 'WORLD_SIZE' not in os.environ:
+        from flexrl.parallel import tp_command
+        cmd = tp_command(tp, ['serve', *args])
+        os.execv(cmd[0], cmd)
+    from flexrl.serve import main as serve_main
+    return serve_main(args)
+
 # %% ../nbs/90_cli.ipynb #1151d4a6
 def _default_params(name: str) -> Path | None:
     "`params/<name>.yaml` of the checkout, if there is one."
@@ -164,8 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             lib = train_skills(load_train_config(a.params or _default_params('train_skills'), a.overrides))
             print(f'train-skills: library in {lib.path}; success: ' + ', '.join(f'{k} {v:.0%}' for k, v in lib.success_rates().items()))
         elif a.cmd == 'serve':
-            from flexrl.serve import main as serve_main
-            return serve_main(a.serve_args)
+            return _cmd_serve(a.serve_args)
         elif a.cmd == 'demo':
             from flexrl.agent import demo
             demo(a.episodes, a.selector)

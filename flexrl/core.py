@@ -12,8 +12,8 @@ from omegaconf import OmegaConf, DictConfig, ListConfig
 from omegaconf.errors import ConfigKeyError, ValidationError, OmegaConfBaseException
 
 # %% auto #0
-__all__ = ['project_root', 'Paths', 'get_paths', 'seed_everything', 'get_logger', 'ParamsError', 'parse_overrides', 'load_params',
-           'typed_params', 'params_hash']
+__all__ = ['project_root', 'Paths', 'get_paths', 'seed_everything', 'get_logger', 'ParamsError', 'did_you_mean', 'leaf_keys',
+           'parse_overrides', 'same_type', 'load_params', 'typed_params', 'params_hash']
 
 # %% ../nbs/00_core.ipynb #ed866f1a
 def project_root() -> Path | None:
@@ -70,15 +70,16 @@ def get_logger(name: str = 'flexrl', level: str | int | None = None) -> logging.
 class ParamsError(ValueError):
     "A params file or override that does not fit its schema; the message names the offending key."
 
-def _suggest(key: str, valid: Iterable[str]) -> str:
+def did_you_mean(key: str, valid: Iterable[str]) -> str:
+    "` (did you mean 'x'?)` for the valid name closest to `key`'s last part, else ''."
     m = difflib.get_close_matches(key.split('.')[-1], [v.split('.')[-1] for v in valid], n=1)
     return f" (did you mean '{m[0]}'?)" if m else ''
 
-def _keys(cfg, prefix='') -> list[str]:
+def leaf_keys(cfg, prefix='') -> list[str]:
     "Dotted paths of every leaf key of `cfg`."
     out = []
     for k, v in cfg.items():
-        out += _keys(v, f'{prefix}{k}.') if isinstance(v, (dict, DictConfig)) else [f'{prefix}{k}']
+        out += leaf_keys(v, f'{prefix}{k}.') if isinstance(v, (dict, DictConfig)) else [f'{prefix}{k}']
     return out
 
 # %% ../nbs/00_core.ipynb #451a57fa
@@ -92,7 +93,7 @@ def parse_overrides(overrides: Iterable[str]) -> DictConfig:
     except OmegaConfBaseException as e: raise ParamsError(f'bad override: {e}') from None
 
 # %% ../nbs/00_core.ipynb #ca6761bd
-def _same_type(old, new) -> bool:
+def same_type(old, new) -> bool:
     "May `new` replace `old` in a schema-less config? (ints widen to floats; None takes anything)"
     if old is None or new is None: return True
     if isinstance(old, bool) or isinstance(new, bool): return isinstance(old, bool) and isinstance(new, bool)
@@ -102,24 +103,24 @@ def _same_type(old, new) -> bool:
 
 def _check_against(base: DictConfig, upd: DictConfig, source: str):
     "Raise `ParamsError` if `upd` has a key `base` lacks, or a value of another type."
-    valid = _keys(base)
-    for k in _keys(upd):
+    valid = leaf_keys(base)
+    for k in leaf_keys(upd):
         if OmegaConf.select(base, k, default='__missing__') == '__missing__' and k not in valid:
-            raise ParamsError(f"unknown key '{k}' in {source}{_suggest(k, valid)}; valid keys: {', '.join(valid)}")
+            raise ParamsError(f"unknown key '{k}' in {source}{did_you_mean(k, valid)}; valid keys: {', '.join(valid)}")
         old, new = OmegaConf.select(base, k), OmegaConf.select(upd, k)
-        if not _same_type(old, new):
+        if not same_type(old, new):
             raise ParamsError(f"key '{k}' in {source}: expected {type(old).__name__} like {old!r}, got {new!r}")
 
 # %% ../nbs/00_core.ipynb #b234c629
 def _merge_typed(schema, parts: list[tuple[str, DictConfig]]) -> DictConfig:
     "Merge `parts` (source, config) onto a dataclass `schema`, translating OmegaConf errors to `ParamsError`."
     cfg = OmegaConf.structured(schema)
-    valid = _keys(cfg)
+    valid = leaf_keys(cfg)
     for source, part in parts:
         try: cfg = OmegaConf.merge(cfg, part)
         except ConfigKeyError as e:
             k = e.full_key or str(e.key)
-            raise ParamsError(f"unknown key '{k}' in {source}{_suggest(k, valid)}; valid keys: {', '.join(valid)}") from None
+            raise ParamsError(f"unknown key '{k}' in {source}{did_you_mean(k, valid)}; valid keys: {', '.join(valid)}") from None
         except ValidationError as e:
             raise ParamsError(f"key '{e.full_key}' in {source}: {e.msg.splitlines()[0]}") from None
     return cfg

@@ -11,29 +11,32 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from .core import get_logger, get_paths
-from .steering import (SKILLS, MODES, Decision, Selector, HFSelector, tiny_lm, load_adapter, adapter_for, cpu_dtype,
-                             smollm2_path, selector_asset, make_examples, split_paraphrases)
+from .steering import SKILLS, SELECTORS, Decision, Selector, split_paraphrases
+from .lm import MODES, HFSelector, tiny_lm, load_adapter, adapter_for, cpu_dtype, smollm2_path, selector_asset
+from .tune import make_examples
 
 log = get_logger('parallel')
 
 # %% auto #0
 __all__ = ['log', 'STOP', 'head_counts', 'tp_sizes', 'check_tp', 'world_info', 'init_distributed', 'distributed', 'leader',
            'broadcast', 'barrier', 'model_path', 'tp_dtype', 'load_tp', 'save_tiny', 'merged_copy', 'tp_selector',
-           'lead', 'follow', 'release', 'model_logits', 'TPSelector', 'bench_decisions', 'measure', 'bench', 'main',
-           'tp_command', 'run_tp', 'mirrored', 'serve_tp']
+           'lead', 'follow_lead', 'release', 'model_logits', 'TPSelector', 'bench_decisions', 'measure', 'bench',
+           'main', 'tp_command', 'run_tp', 'mirrored', 'serve_tp']
 
-# %% ../nbs/09_parallel.ipynb #ab14ec30
+# %% ../nbs/09_parallel.ipynb #ee6708c7
 def head_counts(config) -> tuple[int, int]:
     "A model config's `(attention heads, key-value heads)`; the KV heads default to the attention heads."
     cfg = config.get_text_config() if hasattr(config, 'get_text_config') else config
     heads = cfg.num_attention_heads
     return heads, getattr(cfg, 'num_key_value_heads', None) or heads
 
+# %% ../nbs/09_parallel.ipynb #58586d1c
 def tp_sizes(config) -> list[int]:
     "The tensor-parallel sizes a model splits over: the common divisors of its attention and key-value head counts."
     g = math.gcd(*head_counts(config))
     return [n for n in range(1, g + 1) if g % n == 0]
 
+# %% ../nbs/09_parallel.ipynb #1c3bf061
 def check_tp(config, n: int) -> int:
     "`n` when the model splits over `n` processes, else a `ValueError` naming its head counts and the sizes that work."
     heads, kv = head_counts(config)
@@ -65,16 +68,17 @@ def init_distributed(timeout_s: float = 365 * 86400,  # how long a follower wait
     if 'group' not in _CONTROL: _CONTROL['group'] = dist.new_group(backend='gloo', timeout=datetime.timedelta(seconds=timeout_s))
     return dist.get_rank(), dist.get_world_size()
 
-# %% ../nbs/09_parallel.ipynb #ccac770d
+# %% ../nbs/09_parallel.ipynb #cfc73fb8
 def distributed() -> bool:
     "Does this process run in a process group of several ranks?"
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
+# %% ../nbs/09_parallel.ipynb #bf7692da
 def leader() -> bool:
     "Is this process rank 0 (or alone)?"
     return not distributed() or dist.get_rank() == 0
 
-# %% ../nbs/09_parallel.ipynb #71895e7b
+# %% ../nbs/09_parallel.ipynb #6ced445d
 def broadcast(obj: Any = None) -> Any:
     "Rank 0's `obj` on every rank (over the control group); `obj` itself outside a process group."
     if not distributed(): return obj
@@ -82,15 +86,17 @@ def broadcast(obj: Any = None) -> Any:
     dist.broadcast_object_list(box, src=0, group=_CONTROL.get('group'))
     return box[0]
 
+# %% ../nbs/09_parallel.ipynb #9fa8ef14
 def barrier():
     "Wait until every rank gets here (a no-op outside a process group)."
     if distributed(): dist.barrier(group=_CONTROL.get('group'))
 
-# %% ../nbs/09_parallel.ipynb #fd8ffbc0
+# %% ../nbs/09_parallel.ipynb #c6bb2b9b
 def model_path(name_or_path: str | Path) -> str:
     "The folder or hub id of a model: 'smollm2' is `smollm2_path()`."
     return str(smollm2_path()) if str(name_or_path) == 'smollm2' else str(name_or_path)
 
+# %% ../nbs/09_parallel.ipynb #274e9d58
 def tp_dtype(dtype: str | torch.dtype = 'auto') -> torch.dtype:
     "The weights' dtype: 'auto' is bfloat16 on GPUs and `cpu_dtype()` on CPUs; else the one named."
     if isinstance(dtype, torch.dtype): return dtype
@@ -173,15 +179,16 @@ def tp_selector(name: str | Path = 'smollm2',          # 'smollm2', 'tiny' (`tin
     if path is not None: kw.setdefault('template', template)
     return HFSelector(*load_tp(name, dtype, path), mode, **kw)
 
-# %% ../nbs/09_parallel.ipynb #d12a2b88
-STOP = 'stop'  # the op name that ends `follow`
+# %% ../nbs/09_parallel.ipynb #88b7460e
+STOP = 'stop'  # the op name that ends `follow_lead`
 
 def lead(kind: str, *args):
-    "Rank 0: have every other rank (in `follow`) run op `kind` on `args`, as rank 0 does right after (a no-op in one process)."
+    "Rank 0: have every other rank (in `follow_lead`) run op `kind` on `args`, as rank 0 does right after (a no-op in one process)."
     if not leader(): raise RuntimeError('only rank 0 leads: the other ranks follow')
     broadcast((kind, args))
 
-def follow(ops: Mapping[str, Callable]) -> int:
+# %% ../nbs/09_parallel.ipynb #e5ea3f2b
+def follow_lead(ops: Mapping[str, Callable]) -> int:
     "Ranks > 0: run every op rank 0 `lead`s, with its arguments, until `release`; the number of ops run."
     n = 0
     while distributed():
@@ -192,16 +199,18 @@ def follow(ops: Mapping[str, Callable]) -> int:
         n += 1
     return n
 
+# %% ../nbs/09_parallel.ipynb #1ee31765
 def release():
-    "Rank 0: end the other ranks' `follow`, once (a no-op on them, and in one process)."
+    "Rank 0: end the other ranks' `follow_lead`, once (a no-op on them, and in one process)."
     if distributed() and leader() and not _CONTROL.get('released'):
         broadcast((STOP, ())); _CONTROL['released'] = True
 
-# %% ../nbs/09_parallel.ipynb #39d4266e
+# %% ../nbs/09_parallel.ipynb #6367bc30
 def model_logits(model, ids: Sequence[Sequence[int]]) -> torch.Tensor:
     "The model's logits (float32, on the CPU) for rows of token ids of one length."
     with torch.no_grad(): return model(torch.tensor([list(r) for r in ids])).logits.float().cpu()
 
+# %% ../nbs/09_parallel.ipynb #6c750f88
 class TPSelector(Selector):
     "An `HFSelector` on a model split over torchrun's processes: rank 0 selects, the other ranks `follow` it into the same forward passes."
     def __init__(self, sel: HFSelector): self.sel, self.fallback = sel, sel.fallback
@@ -217,15 +226,16 @@ class TPSelector(Selector):
 
     def _select(self, ds, skills): return self.run('select', ds, skills)
     def logits(self, ids: Sequence[Sequence[int]]) -> torch.Tensor: return self.run('logits', ids)
-    def follow(self) -> int: return follow(self.ops())
+    def follow(self) -> int: return follow_lead(self.ops())
     def __enter__(self): return self
     def __exit__(self, *exc): release()
 
-# %% ../nbs/09_parallel.ipynb #dfa8e3a0
+# %% ../nbs/09_parallel.ipynb #2bdd4b9f
 def bench_decisions(n: int, seed: int = 0) -> list[Decision]:
     "`n` seeded decisions as the agent meets them: random states, paraphrased instructions, some feedback and history."
     return [d for d, _ in make_examples(n, seed, split_paraphrases()[0])]
 
+# %% ../nbs/09_parallel.ipynb #fc7f0755
 def measure(sel: Selector, ds: Sequence[Decision], batch: int = 32, repeats: int = 3, warmup: int = 1) -> dict:
     "Decisions per second and per-call latency (ms) of `sel.select` on `ds`, `batch` decisions per call, after `warmup` passes."
     calls = [ds[i:i + batch] for i in range(0, len(ds), batch)]
@@ -259,6 +269,15 @@ def bench(model: str = 'tiny',        # 'tiny', 'smollm2', or a model folder / h
     return {'tp': world, 'device': device, 'threads': threads, 'load_s': load_s, **res, 'skills': [c.skill for c in cs],
             'scores': [[c.scores[s] for s in SKILLS] for c in cs], 'logits': probe}
 
+# %% ../nbs/09_parallel.ipynb #12e62615
+def _serve_main(argv: Sequence[str]) -> int:
+    "`python -m flexrl.parallel serve [flexrl serve options]`: this torchrun process's part of the split server."
+    from flexrl.serve import serve_parser, settings_of, checked_settings, run_options
+    a = serve_parser().parse_args(argv)
+    s = checked_settings(settings_of(a), a.host)
+    serve_tp(s, run_options(a.host, a.port, a.log_level), 'tiny' if a.tiny else a.selector, a.mode, a.adapter, a.seed, a.hidden)
+    return 0
+
 # %% ../nbs/09_parallel.ipynb #0a2ee71e
 def main(argv: Sequence[str] | None = None) -> int:
     "`python -m flexrl.parallel bench|serve [options]`: what each torchrun process runs."
@@ -274,9 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument('--logits', help="save the probe's logits here (torch.save)")
     sub.add_parser('serve', add_help=False, help='flexrl serve, the model split over the processes (flexrl serve --help)')
     a, rest = p.parse_known_args(argv)
-    if a.cmd == 'serve':
-        from flexrl.serve import main as serve_main
-        return serve_main(rest)
+    if a.cmd == 'serve': return _serve_main(rest)
     if rest: p.error(f'unrecognized arguments: {" ".join(rest)}')
     res = bench(a.model, a.mode, None if a.adapter == 'none' else a.adapter, a.dtype, a.decisions, a.batch, a.repeats, a.warmup, a.seed, a.threads)
     if res is None: return 0
@@ -286,11 +303,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     else: print(json.dumps(res))
     return 0
 
-# %% ../nbs/09_parallel.ipynb #12670af8
+# %% ../nbs/09_parallel.ipynb #e525c17d
 def tp_command(n: int, args: Sequence[str], python: str = sys.executable) -> list[str]:
     "The command running `python -m flexrl.parallel *args` in `n` processes on this machine (torchrun, standalone)."
     return [python, '-m', 'torch.distributed.run', '--standalone', f'--nproc-per-node={n}', '-m', 'flexrl.parallel', *map(str, args)]
 
+# %% ../nbs/09_parallel.ipynb #07074341
 def run_tp(n: int, args: Sequence[str], timeout: float = 600, env: Mapping | None = None) -> str:
     "Run `tp_command(n, args)` to the end: its output, or a `RuntimeError` with it when it fails."
     env = {'OMP_NUM_THREADS': '1', 'HF_HUB_OFFLINE': '1', **os.environ, **(env or {})}
@@ -309,12 +327,19 @@ def mirrored(kind: str, op: Callable) -> Callable:
 # %% ../nbs/09_parallel.ipynb #45ec02df
 def serve_tp(settings,                      # `flexrl.serve.ServeSettings`, the token resolved
              run: Mapping,                  # `uvicorn.run`'s arguments (host, port, ...)
-             name: str = 'smollm2', mode: str = 'score', adapter: str | None = 'auto', seed: int = 0, hidden: int = 64):  # `tp_selector`'s
+             selector: str = 'tuned',       # a language-model selector of `flexrl.steering.SELECTORS`
+             mode: str = 'score', adapter: str | None = None,  # the mode; 'auto', a folder or 'none' instead of the registry's adapter
+             seed: int = 0, hidden: int = 64):  # the tiny model's seed and hidden size
     "`flexrl serve` under torchrun: rank 0 serves HTTP with a model split over every rank, the others follow its forward passes."
     import uvicorn
     from flexrl.serve import OPS, Engine, create_app
+    spec = SELECTORS.get(selector)
+    if spec is None or spec.model is None:
+        raise ValueError(f"tensor parallelism splits a language model; selector {selector!r} is none of "
+                         f"{', '.join(k for k, v in SELECTORS.items() if v.model)}")
+    adapter = spec.adapter if adapter is None else None if adapter == 'none' else adapter
     rank, world = init_distributed()
-    load = functools.partial(tp_selector, name, mode, adapter, seed=seed, hidden=hidden)
+    load = functools.partial(tp_selector, spec.model, mode, adapter, seed=seed, hidden=hidden)
     if rank == 0:
         def stop(signum, frame):  # uvicorn re-raises the signal that stopped it, once drained: release, then die of it
             release(); signal.signal(signum, signal.SIG_DFL); signal.raise_signal(signum)
@@ -326,7 +351,7 @@ def serve_tp(settings,                      # `flexrl.serve.ServeSettings`, the 
     for s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_IGN)  # rank 0 drains first, then releases us
     if settings.threads: torch.set_num_threads(settings.threads)
     eng = Engine(load(), settings)
-    follow({k: functools.partial(op, eng) for k, op in OPS.items()})
+    follow_lead({k: functools.partial(op, eng) for k, op in OPS.items()})
 
 # %% ../nbs/09_parallel.ipynb #60661edb
 #| eval: false

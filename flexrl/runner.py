@@ -15,7 +15,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf, DictConfig, MISSING
 from omegaconf.errors import OmegaConfBaseException
-from .core import get_paths, get_logger, project_root, load_params, parse_overrides, ParamsError, _keys, _same_type, _suggest
+from .core import get_paths, get_logger, project_root, load_params, parse_overrides, ParamsError, leaf_keys, same_type, did_you_mean
 from .tracking import init_store, start_run, retry_locked, log_file, log_figure, tracking_uri, is_embedded
 
 log = get_logger('runner')
@@ -153,9 +153,9 @@ def _check_nested(params: dict[str, NotebookParam], part, source: str):
     "Raise `ParamsError` if `part` gives a known key inside a dict parameter a value of another type."
     if not isinstance(part, DictConfig): return
     base = OmegaConf.create({k: p.default for k, p in params.items() if isinstance(p.default, dict) and _plain(p.default)})
-    for k in _keys(part):
+    for k in leaf_keys(part):
         old, new = OmegaConf.select(base, k, default=MISSING) if '.' in k else MISSING, OmegaConf.select(part, k)
-        if old is not MISSING and not _same_type(old, new):
+        if old is not MISSING and not same_type(old, new):
             raise ParamsError(f"key '{k}' in {source}: expected {type(old).__name__} like {old!r}, got {new!r}")
 
 # %% ../nbs/07_runner.ipynb #90ad2fea
@@ -318,7 +318,7 @@ def load_sweep(path: str | Path) -> dict:
     if not isinstance(spec, dict): raise ParamsError(f'{path} must hold a mapping with keys {", ".join(SWEEP_KEYS)}')
     for k, v in spec.items():
         if k not in SWEEP_KEYS:
-            raise ParamsError(f"unknown key '{k}' in sweep file {path}{_suggest(k, SWEEP_KEYS)}; valid keys: {', '.join(SWEEP_KEYS)}")
+            raise ParamsError(f"unknown key '{k}' in sweep file {path}{did_you_mean(k, SWEEP_KEYS)}; valid keys: {', '.join(SWEEP_KEYS)}")
         ok = {'params': str, 'fixed': dict, 'grid': dict, 'runs': list}[k]
         if not isinstance(v, ok) or (k == 'runs' and not all(isinstance(r, dict) for r in v)):
             raise ParamsError(f"key '{k}' in sweep file {path}: expected {'a list of mappings' if k == 'runs' else ok.__name__}, got {v!r}")
@@ -360,7 +360,7 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
     e = retry_locked(client.get_experiment_by_name)(name)
     if e is not None: return e.experiment_id
     names = [x.name for x in retry_locked(client.search_experiments)()]
-    raise LookupError(f"no experiment '{name}'{_suggest(name, names)}; experiments: {', '.join(names) or 'none yet'}")
+    raise LookupError(f"no experiment '{name}'{did_you_mean(name, names)}; experiments: {', '.join(names) or 'none yet'}")
 
 def _row(r, names: dict, params: list[str], metrics: list[str]) -> dict:
     "One run as a table row."

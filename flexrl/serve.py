@@ -6,6 +6,7 @@
 from __future__ import annotations
 import os, sys, hmac, json, math, time, uuid, queue, asyncio, argparse, functools, ipaddress, threading, contextlib, dataclasses, collections
 import uvicorn
+from fastcore.basics import patch
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Mapping, Sequence
 import torch
@@ -17,8 +18,8 @@ from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, CONTENT_TYPE_LATEST
 from .core import get_logger
-from .steering import (SKILLS, Selector, Decision, Choice, HFSelector, SkillTrie, check_skills, prefix_kv, run_decoder,
-                             greedy_decode, tiny_lm, _by_score, _by_trie)
+from .steering import SKILLS, SELECTORS, Selector, Decision, Choice, check_skills, make_selector
+from .lm import HFSelector, SkillTrie, prefix_kv, run_decoder, greedy_decode, tiny_lm
 
 log = get_logger('serve')
 
@@ -31,7 +32,8 @@ __all__ = ['log', 'MAX_TEXT', 'MAX_ROWS', 'Text', 'SkillName', 'ROUTES', 'PUBLIC
            'ChatRequest', 'Usage', 'CompletionLogprobs', 'CompletionChoice', 'CompletionResponse', 'TopLogprob',
            'TokenLogprob', 'ChatLogprobs', 'ChatMessageOut', 'ChatChoice', 'ChatResponse', 'ModelCard', 'ModelList',
            'Health', 'Readiness', 'ErrorDetail', 'ErrorOut', 'Metrics', 'read_body', 'replay', 'Guard', 'Server',
-           'create_app', 'completion_job', 'cut', 'completion_choice', 'tiny_selector', 'serve', 'serve_parser', 'main']
+           'create_app', 'completion_job', 'cut', 'completion_choice', 'tiny_selector', 'selector_factory',
+           'checked_settings', 'run_options', 'serve', 'serve_parser', 'settings_of', 'main']
 
 # %% ../nbs/08_serve.ipynb #e893766f
 @dataclasses.dataclass
@@ -50,7 +52,7 @@ class ServeSettings:
     public_metrics: bool = False         # serve `/metrics` without the token (for scrapers that cannot send one)
     threads: int | None = None           # torch threads of the model (None: torch's default)
 
-# %% ../nbs/08_serve.ipynb #4c711d20
+# %% ../nbs/08_serve.ipynb #03c461f8
 def api_token(token: str | None = None,  # an explicit token wins
               env: Mapping | None = None,  # environment (default `os.environ`)
              ) -> str | None:
@@ -64,34 +66,38 @@ def api_token(token: str | None = None,  # an explicit token wins
         return t[0].strip()
     return None
 
+# %% ../nbs/08_serve.ipynb #5eea618e
 def is_loopback(host: str) -> bool:
     "Is `host` a loopback address (only this machine can connect)?"
     try: return ipaddress.ip_address(host).is_loopback
     except ValueError: return host == 'localhost'
 
-# %% ../nbs/08_serve.ipynb #dd9c2c19
+# %% ../nbs/08_serve.ipynb #4585ef9d
 class ServeError(Exception):
     "An error the server answers with: HTTP `status`, a message and an OpenAI-style error type."
     def __init__(self, status: int, message: str, type: str = 'invalid_request_error'):
         super().__init__(message); self.status, self.message, self.type = status, message, type
 
+# %% ../nbs/08_serve.ipynb #3c51686d
 def error_response(status: int, message: str, type: str = 'invalid_request_error', headers: Mapping | None = None) -> JSONResponse:
     "The JSON error answer: `{'error': {'message', 'type', 'code'}}`."
     return JSONResponse({'error': {'message': message, 'type': type, 'code': status}}, status, headers=dict(headers or {}))
 
+# %% ../nbs/08_serve.ipynb #175e09e0
 def as_serve_error(e: BaseException) -> ServeError:
     "How an exception from the model thread is answered: bad input (`ValueError`, `TypeError`) 400, anything else 503."
     if isinstance(e, ServeError): return e
     if isinstance(e, (ValueError, TypeError)): return ServeError(400, str(e))
     return ServeError(503, f'model error: {type(e).__name__}: {e}', 'model_error')
 
-# %% ../nbs/08_serve.ipynb #6791d52b
+# %% ../nbs/08_serve.ipynb #78b5ba2d
 def _settle(future: asyncio.Future, result):
     "Give `future` its result, or raise `result` in it when it is an exception (no-op when already done)."
     if future.done(): return
     if isinstance(result, BaseException): future.set_exception(result)
     else: future.set_result(result)
 
+# %% ../nbs/08_serve.ipynb #d37b2ffe
 @dataclasses.dataclass(eq=False)
 class Job:
     "One request's work for the model thread."
@@ -152,13 +158,16 @@ class Batcher:
         if self.thread.ident is None: self.thread.start()
         return self
 
-# %% ../nbs/08_serve.ipynb #c067c575
-def _batcher_stop(self: Batcher, timeout: float | None = None):
+# %% ../nbs/08_serve.ipynb #ff9066a0
+@patch
+def stop(self: Batcher, timeout: float | None = None):
     "Answer the queued jobs, then end the thread; later jobs get 503."
     self.closing = True
     if self.thread.is_alive(): self.q.put(_STOP); self.thread.join(timeout)
 
-def _batcher_main(self: Batcher):
+# %% ../nbs/08_serve.ipynb #9cc5ecf2
+@patch
+def _main(self: Batcher):
     "The model thread: load, then run rounds until `_STOP`."
     try: self.state = self.load()
     except Exception as e:
@@ -173,10 +182,9 @@ def _batcher_main(self: Batcher):
         finally:
             with self.lock: self.pending -= sum(j.rows for j in jobs)
 
-Batcher.stop, Batcher._main = _batcher_stop, _batcher_main
-
 # %% ../nbs/08_serve.ipynb #6a02a880
-def _batcher_round(self: Batcher, jobs: list[Job]):
+@patch
+def _round(self: Batcher, jobs: list[Job]):
     "Group a round's live jobs by (kind, key) and run each group as one op call."
     groups = {}
     for j in jobs:
@@ -185,10 +193,9 @@ def _batcher_round(self: Batcher, jobs: list[Job]):
         if self.on_round: self.on_round(kind, sum(j.rows for j in js))
         for j, r in zip(js, run_group(self.ops[kind], self.state, [j.payload for j in js])): j.resolve(r)
 
-Batcher._round = _batcher_round
-
 # %% ../nbs/08_serve.ipynb #9c25847b
-async def _batcher_submit(self: Batcher, kind: str, key, payload, rows: int = 1, timeout: float | None = None):
+@patch
+async def submit(self: Batcher, kind: str, key, payload, rows: int = 1, timeout: float | None = None):
     "Queue a job and await its result (503 `ServeError` while loading or closing, when full, and after `timeout` seconds)."
     if not self.ready:
         raise ServeError(503, self.error or ('the server is shutting down' if self.closing else 'the model is loading'), 'unavailable')
@@ -201,8 +208,6 @@ async def _batcher_submit(self: Batcher, kind: str, key, payload, rows: int = 1,
     try: return await asyncio.wait_for(job.future, timeout)
     except asyncio.TimeoutError: raise ServeError(503, f'no answer within {timeout} s', 'timeout') from None
 
-Batcher.submit = _batcher_submit
-
 # %% ../nbs/08_serve.ipynb #4023f469
 class LM:
     "An `HFSelector`'s model and tokenizer, for the completions endpoints (used by the model thread only)."
@@ -213,50 +218,46 @@ class LM:
         self.pad = next(t for t in (self.tok.bos_token_id, self.tok.eos_token_id, self.tok.pad_token_id, 0) if t is not None)
         self._kv, self._tries, self._heads = collections.OrderedDict(), {}, {}
 
-    def head(self, skills: tuple[str, ...]) -> tuple[str, str, tuple[int, ...]]:
-        "The selector's prompt text before and after a decision for `skills`, and the ids of the part before (cached)."
-        if skills not in self._heads: self._heads[skills] = (*self.sel.parts(skills), tuple(self.sel.prefix_ids(skills)))
+    def prefix_len(self, skills: tuple[str, ...]) -> int:
+        "Tokens of the selector's constant prompt prefix for `skills` (cached)."
+        if skills not in self._heads: self._heads[skills] = len(self.sel.prefix_ids(skills))
         return self._heads[skills]
 
-# %% ../nbs/08_serve.ipynb #e7b51d6b
-def _lm_trie(self: LM, skills: tuple[str, ...]) -> SkillTrie:
+# %% ../nbs/08_serve.ipynb #104f6d7d
+@patch
+def trie(self: LM, skills: tuple[str, ...]) -> SkillTrie:
     "The answer trie of `skills` (cached)."
     if skills not in self._tries: self._tries[skills] = SkillTrie.from_skills(self.tok, skills)
     return self._tries[skills]
 
-def _lm_kv(self: LM, prefix: tuple[int, ...]):
+# %% ../nbs/08_serve.ipynb #8baaca38
+@patch
+def kv(self: LM, prefix: tuple[int, ...]):
     "The KV cache of a prompt prefix, kept for the `cache` most recently used prefixes."
     if prefix in self._kv: self._kv.move_to_end(prefix)
     else: self._kv[prefix] = prefix_kv(self.model, prefix)
     while len(self._kv) > self.size: self._kv.popitem(last=False)
     return self._kv[prefix]
 
-LM.trie, LM.kv = _lm_trie, _lm_kv
-
 # %% ../nbs/08_serve.ipynb #49711e86
-def _lm_encode(self: LM, prompt: str, skills: tuple[str, ...] | None = None, extra: int = 0) -> tuple[tuple[int, ...] | None, list[int]]:
-    "`(prefix, rest)` token ids: split like `HFSelector` when `prompt` is its prompt for `skills`, else `(None, all ids)`."
-    pre, ids = None, None
-    if skills is not None:
-        head, tail, head_ids = self.head(skills)
-        if len(prompt) > len(head) + len(tail) and prompt.startswith(head) and prompt.endswith(tail):
-            pre, ids = head_ids, self.tok(prompt[len(head):], add_special_tokens=False).input_ids
-    if ids is None: ids = self.tok(prompt, add_special_tokens=self.special).input_ids
-    if (n := len(pre or ()) + len(ids) + extra) > self.limit:
+@patch
+def encode(self: LM, prompt: str,  # the prompt text, tokenized whole
+           extra: int = 0,             # tokens its answer may add, counted against the limit
+          ) -> list[int]:
+    "The token ids of a prompt (special tokens only for a tokenizer without a chat template, as `HFSelector` does)."
+    ids = self.tok(prompt, add_special_tokens=self.special).input_ids
+    if (n := len(ids) + extra) > self.limit:
         raise ValueError(f'a prompt of {n} tokens (with its answer) is too long: this server takes at most {self.limit}')
-    return pre, ids
-
-LM.encode = _lm_encode
+    return ids
 
 # %% ../nbs/08_serve.ipynb #a1c711f7
-def share_prefix(rows: Sequence[tuple[tuple[int, ...] | None, list[int]]],  # `LM.encode` results
+def share_prefix(rows: Sequence[Sequence[int]],  # `LM.encode` results
                  pad: int,  # put in front of a one-token prompt
                 ) -> list[tuple[tuple[int, ...], list[int], list[list[int]]]]:
-    "Rows grouped by shared prefix: `(prefix, row indices, the rows' remaining ids)`."
+    "Rows grouped by first token, each group's common prefix apart: `(prefix, row indices, the rows' remaining ids)`."
     out, raw = collections.defaultdict(list), collections.defaultdict(list)
-    for i, (pre, ids) in enumerate(rows):
-        if pre is not None: out[tuple(pre)].append((i, list(ids)))
-        else: ids = [pad] * (2 - len(ids)) + list(ids); raw[ids[0]].append((i, ids))
+    for i, ids in enumerate(rows):
+        ids = [pad] * (2 - len(ids)) + list(ids); raw[ids[0]].append((i, ids))
     for rs in raw.values():
         n, first = min(len(ids) for _, ids in rs) - 1, rs[0][1]
         k = 1
@@ -267,12 +268,11 @@ def share_prefix(rows: Sequence[tuple[tuple[int, ...] | None, list[int]]],  # `L
 # %% ../nbs/08_serve.ipynb #54b33965
 def lm_choose(lm: LM, rows, skills: tuple[str, ...]) -> list[Choice]:
     "The selector's `Choice` among `skills` for each encoded row, a forward pass per shared prefix and `batch` rows."
-    run, trie, out = (_by_trie if lm.sel.mode == 'constrained' else _by_score), lm.trie(skills), [None] * len(rows)
+    trie, out = lm.trie(skills), [None] * len(rows)
     for pre, idx, sufs in share_prefix(rows, lm.pad):
         kv = lm.kv(pre)
         for a in range(0, len(idx), lm.batch):
-            with torch.no_grad(): cs = run(lm.sel, kv, sufs[a:a + lm.batch], trie, skills)
-            for i, c in zip(idx[a:a + lm.batch], cs): out[i] = c
+            for i, c in zip(idx[a:a + lm.batch], lm.sel.choose(kv, sufs[a:a + lm.batch], trie, skills, restrict=True)): out[i] = c
     return out
 
 # %% ../nbs/08_serve.ipynb #c7751549
@@ -327,14 +327,13 @@ class Engine:
     def __init__(self, sel: Selector, settings: ServeSettings):
         if not isinstance(sel, Selector): raise TypeError(f'the selector factory gave a {type(sel).__name__}, not a Selector')
         self.sel, self.settings = sel, settings
-        if hasattr(sel, 'batch_size'): sel.batch_size = max(1, settings.max_batch)
-        has_lm = all(hasattr(sel, a) for a in ('model', 'tokenizer', 'parts', 'prefix_ids'))
-        self.lm = LM(sel, settings.max_prompt_tokens, settings.max_batch) if has_lm else None
+        if isinstance(sel, HFSelector): sel.batch_size = max(1, settings.max_batch)
+        self.lm = LM(sel, settings.max_prompt_tokens, settings.max_batch) if isinstance(sel, HFSelector) else None
 
     def check(self, ds: Sequence[Decision], skills: tuple[str, ...]):
         "Refuse decisions whose prompt would be longer than the server takes."
         if self.lm is None: return
-        n0 = len(self.lm.head(skills)[2]) + max(map(len, self.lm.trie(skills).seqs))
+        n0 = self.lm.prefix_len(skills) + max(map(len, self.lm.trie(skills).seqs))
         for i, d in enumerate(ds):
             if (n := n0 + len(self.sel.suffix_ids(d, skills))) > self.lm.limit:
                 raise ValueError(f'decision {i} makes a prompt of {n} tokens: this server takes at most {self.lm.limit}')
@@ -392,20 +391,23 @@ def run_complete(eng: Engine, jobs: list[CompletionJob]) -> list:
         try:
             ps = job.prompts if job.messages is None else [render_chat(lm, job.messages)]
             extra = max(map(len, lm.trie(job.skills).seqs)) if job.skills else job.max_tokens
-            rows += [lm.encode(p, job.skills, extra) for p in ps]; owner += [(j, p) for p in ps]
+            rows += [lm.encode(p, extra) for p in ps]; owner += [(j, p) for p in ps]
         except ValueError as e: out[j] = e
     answers = _answers(lm, jobs, rows, owner)
     for (j, _), a in zip(owner, answers): out[j] = (out[j] or []) + [a]
     return out
 
-# %% ../nbs/08_serve.ipynb #d00a288d
+# %% ../nbs/08_serve.ipynb #42ac0ac1
 def _texts(lm: LM, ids: Sequence[int]) -> list[str]: return [lm.tok.decode([t]) for t in ids]
+
+# %% ../nbs/08_serve.ipynb #e3841f26
 def _tops(lm: LM, tops: Sequence[dict]) -> list[dict[str, float]]: return [{lm.tok.decode([t]): v for t, v in d.items()} for d in tops]
 
+# %% ../nbs/08_serve.ipynb #812e0751
 def _answers(lm: LM, jobs: list[CompletionJob], rows: list, owner: list[tuple[int, str]]) -> list[Answer]:
     "The `Answer` of every encoded row (`owner`: its request and prompt)."
     if not rows: return []
-    sizes, skills, top = [len(pre or ()) + len(ids) for pre, ids in rows], jobs[owner[0][0]].skills, max(j.top for j in jobs)
+    sizes, skills, top = [len(ids) for ids in rows], jobs[owner[0][0]].skills, max(j.top for j in jobs)
     if skills:
         n = {s: len(q) - 1 for s, q in zip(skills, lm.trie(skills).seqs)}
         return [Answer(p, k, c.skill, n[c.skill]) for (j, p), k, c in zip(owner, sizes, lm_choose(lm, rows, skills))]
@@ -415,7 +417,7 @@ def _answers(lm: LM, jobs: list[CompletionJob], rows: list, owner: list[tuple[in
     return [Answer(p, n, lm.tok.decode(g.tokens, skip_special_tokens=True), len(g.tokens), g.finish, _texts(lm, g.tokens), g.logprobs,
                    _tops(lm, g.tops), echoes.get(k)) for k, ((j, p), n, g) in enumerate(zip(owner, sizes, gens))]
 
-# %% ../nbs/08_serve.ipynb #c2d0ee4a
+# %% ../nbs/08_serve.ipynb #b97f2ded
 MAX_TEXT = 8192  # characters of one text field: observation, instruction, feedback, prompt, message
 MAX_ROWS = 1024  # decisions or prompts per request the schema allows (`ServeSettings.max_rows` may lower it)
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
@@ -429,6 +431,7 @@ class DecisionIn(BaseModel):
     feedback: str | None = Field(None, max_length=MAX_TEXT, description="what the last skill did; null before the first skill")
     history: list[tuple[Text, Text]] = Field([], max_length=16, description='earlier (skill, feedback) pairs, oldest first')
 
+# %% ../nbs/08_serve.ipynb #1ea4c6c4
 class SelectRequest(BaseModel):
     "A batch of decisions and the skills to choose from."
     model_config = ConfigDict(extra='forbid')
@@ -436,7 +439,7 @@ class SelectRequest(BaseModel):
     decisions: list[DecisionIn] = Field(min_length=1, max_length=MAX_ROWS)
     skills: list[SkillName] = Field(list(SKILLS), min_length=1, max_length=64, description='distinct one-line skill names')
 
-# %% ../nbs/08_serve.ipynb #69e1ba79
+# %% ../nbs/08_serve.ipynb #2cd025c6
 class ChoiceOut(BaseModel):
     "The answer for one decision."
     index: int                                   # the decision's position in the request
@@ -445,12 +448,14 @@ class ChoiceOut(BaseModel):
     output: str | None = None                    # the model's raw text, for selectors that read text
     valid: bool = True                           # false when the model named no skill and the fallback was chosen
 
+# %% ../nbs/08_serve.ipynb #52a0d095
 class SelectResponse(BaseModel):
     "The choices for a batch of decisions."
     object: Literal['selection'] = 'selection'
     model: str
     choices: list[ChoiceOut]
 
+# %% ../nbs/08_serve.ipynb #6b243f0a
 def finite(x: float) -> float | None:
     "`x`, or None when it is not finite (JSON has no infinity)."
     return x if math.isfinite(x) else None
@@ -470,13 +475,14 @@ class CompletionRequest(BaseModel):
     stream: bool = Field(False, description='not supported: must be false')
     guided_choice: Annotated[list[SkillName], Field(min_length=1, max_length=64)] | None = Field(None, description="answer with one of these (vLLM's extension)")
 
-# %% ../nbs/08_serve.ipynb #ea91a0e5
+# %% ../nbs/08_serve.ipynb #de767079
 class ContentPart(BaseModel):
     "A text part of a chat message."
     model_config = ConfigDict(extra='ignore')
     type: Literal['text']
     text: Text
 
+# %% ../nbs/08_serve.ipynb #ed56f39b
 class Message(BaseModel):
     "A chat message."
     model_config = ConfigDict(extra='ignore')
@@ -501,25 +507,27 @@ class ChatRequest(BaseModel):
     stream: bool = False
     guided_choice: Annotated[list[SkillName], Field(min_length=1, max_length=64)] | None = None
 
-# %% ../nbs/08_serve.ipynb #ce418104
+# %% ../nbs/08_serve.ipynb #1ce2a163
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
 
+# %% ../nbs/08_serve.ipynb #e884e3a7
 class CompletionLogprobs(BaseModel):
     tokens: list[str]
     token_logprobs: list[float | None]
     top_logprobs: list[dict[str, float] | None] | None = None
     text_offset: list[int]
 
-# %% ../nbs/08_serve.ipynb #dec85b88
+# %% ../nbs/08_serve.ipynb #dd377fcb
 class CompletionChoice(BaseModel):
     index: int
     text: str
     logprobs: CompletionLogprobs | None = None
     finish_reason: Literal['stop', 'length']
 
+# %% ../nbs/08_serve.ipynb #ebe1fd51
 class CompletionResponse(BaseModel):
     "An OpenAI text-completions answer."
     id: str
@@ -529,30 +537,34 @@ class CompletionResponse(BaseModel):
     choices: list[CompletionChoice]
     usage: Usage
 
-# %% ../nbs/08_serve.ipynb #f1d800fb
+# %% ../nbs/08_serve.ipynb #8170638d
 class TopLogprob(BaseModel):
     token: str
     logprob: float
 
+# %% ../nbs/08_serve.ipynb #69fd1ff3
 class TokenLogprob(BaseModel):
     token: str
     logprob: float
     top_logprobs: list[TopLogprob] = []
 
+# %% ../nbs/08_serve.ipynb #e1af472c
 class ChatLogprobs(BaseModel):
     content: list[TokenLogprob]
 
-# %% ../nbs/08_serve.ipynb #ed9f088d
+# %% ../nbs/08_serve.ipynb #f25e29f3
 class ChatMessageOut(BaseModel):
     role: Literal['assistant'] = 'assistant'
     content: str
 
+# %% ../nbs/08_serve.ipynb #bcaf9423
 class ChatChoice(BaseModel):
     index: int
     message: ChatMessageOut
     logprobs: ChatLogprobs | None = None
     finish_reason: Literal['stop', 'length']
 
+# %% ../nbs/08_serve.ipynb #fdf574f6
 class ChatResponse(BaseModel):
     "An OpenAI chat-completions answer."
     id: str
@@ -562,31 +574,35 @@ class ChatResponse(BaseModel):
     choices: list[ChatChoice]
     usage: Usage
 
-# %% ../nbs/08_serve.ipynb #0607e4c0
+# %% ../nbs/08_serve.ipynb #e6e1c039
 class ModelCard(BaseModel):
     id: str
     object: Literal['model'] = 'model'
     created: int
     owned_by: str = 'flexrl'
 
+# %% ../nbs/08_serve.ipynb #78b6755d
 class ModelList(BaseModel):
     object: Literal['list'] = 'list'
     data: list[ModelCard]
 
+# %% ../nbs/08_serve.ipynb #e44d515f
 class Health(BaseModel):
     status: Literal['ok'] = 'ok'
 
-# %% ../nbs/08_serve.ipynb #18f393b7
+# %% ../nbs/08_serve.ipynb #efc9df0e
 class Readiness(BaseModel):
     ready: bool
     model: str
     reason: str | None = None  # why not, when not ready
 
+# %% ../nbs/08_serve.ipynb #a9c04fd8
 class ErrorDetail(BaseModel):
     message: str
     type: str
     code: int
 
+# %% ../nbs/08_serve.ipynb #620426ec
 class ErrorOut(BaseModel):
     "Every error answer."
     error: ErrorDetail
@@ -613,7 +629,7 @@ class Metrics:
 
     def text(self) -> bytes: return generate_latest(self.registry)
 
-# %% ../nbs/08_serve.ipynb #3fc684d4
+# %% ../nbs/08_serve.ipynb #4d9c3722
 async def read_body(receive, limit: int) -> bytes | None:
     "The whole request body, or None as soon as it exceeds `limit` bytes."
     body, more = bytearray(), True
@@ -624,6 +640,7 @@ async def read_body(receive, limit: int) -> bytes | None:
         if len(body) > limit: return None
     return bytes(body)
 
+# %% ../nbs/08_serve.ipynb #ff2470d2
 def replay(body: bytes, receive):
     "An ASGI `receive` that gives `body` once, then defers to `receive` (for the disconnect)."
     sent = False
@@ -657,6 +674,7 @@ class Guard:
         finally: self.metrics.observe(scope['path'], status[0], time.perf_counter() - t0)
 
 # %% ../nbs/08_serve.ipynb #2cfeea75
+@patch
 async def _guarded(self: Guard, scope, receive, send):
     "Refuse a request without the token (401) or with a too large body (413), else run the app."
     if self.token and scope['path'] not in self.public and not self.authorized(scope):
@@ -668,8 +686,6 @@ async def _guarded(self: Guard, scope, receive, send):
         r = error_response(413, f'the request body is larger than {self.max_body} bytes', 'request_too_large', {'Connection': 'close'})
         return await r(scope, receive, send)
     await self.app(scope, replay(body, receive), send)
-
-Guard._guarded = _guarded
 
 # %% ../nbs/08_serve.ipynb #040b7ee9
 class Server:
@@ -692,12 +708,13 @@ class Server:
             if err.type == 'model_error': self.metrics.model_errors.inc(); log.warning(err.message)
             raise err from None
 
-# %% ../nbs/08_serve.ipynb #9fb27129
+# %% ../nbs/08_serve.ipynb #5a99bd1d
 def _skills(names: Sequence[str]) -> tuple[str, ...]:
     "The skill list, or a 400 `ServeError` saying what is wrong with it."
     try: return check_skills(names)
     except ValueError as e: raise ServeError(400, str(e)) from None
 
+# %% ../nbs/08_serve.ipynb #4675d275
 def _add_handlers(app: FastAPI):
     "Answer every error as `ErrorOut` JSON: ours, validation (422) and HTTP ones (404, 405)."
     @app.exception_handler(ServeError)
@@ -746,13 +763,15 @@ def create_app(selector: Selector | Callable[[], Selector] | None = None,  # a s
     app.add_middleware(Guard, token=s.token, max_body=s.max_body_bytes, metrics=metrics, public=PUBLIC + (('/metrics',) if s.public_metrics else ()))
     return app
 
-# %% ../nbs/08_serve.ipynb #34ffba0e
+# %% ../nbs/08_serve.ipynb #01a31ca6
 router = APIRouter()
 _bearer = HTTPBearer(auto_error=False, description='the server token (`FLEXRL_API_TOKEN`)')
 AUTH = [Security(_bearer)]  # documents the token in the OpenAPI schema; `Guard` enforces it
 _ERR = {400: 'bad input', 401: 'missing or wrong token', 404: 'unknown model', 413: 'request too large', 422: 'invalid request',
         503: 'model loading, failing, busy or shutting down'}
 def _errors(*codes: int) -> dict: return {c: {'model': ErrorOut, 'description': _ERR[c]} for c in codes}
+
+# %% ../nbs/08_serve.ipynb #05fb6c64
 POST_ERRORS = _errors(400, 401, 404, 413, 422, 503)
 
 @router.get('/health', operation_id='health', response_model=Health, tags=['probes'])
@@ -760,6 +779,7 @@ async def _health() -> Health:
     "Liveness: the server answers (no token needed)."
     return Health()
 
+# %% ../nbs/08_serve.ipynb #6d7dabeb
 @router.get('/ready', operation_id='ready', response_model=Readiness, responses={503: {'model': Readiness, 'description': 'not ready'}}, tags=['probes'])
 async def _ready(request: Request):
     "Readiness: 200 once the model is loaded, 503 before, after it failed to load, or while shutting down (no token needed)."
@@ -767,13 +787,14 @@ async def _ready(request: Request):
     why = None if b.ready else (b.error or ('shutting down' if b.closing else 'the model is loading'))
     return JSONResponse(Readiness(ready=b.ready, model=st.settings.model_name, reason=why).model_dump(), 200 if b.ready else 503)
 
-# %% ../nbs/08_serve.ipynb #b962794a
+# %% ../nbs/08_serve.ipynb #5916f709
 @router.get('/metrics', operation_id='metrics', response_model=None, dependencies=AUTH, tags=['probes'],
             responses={200: {'content': {'text/plain': {'schema': {'type': 'string'}}}, 'description': 'Prometheus text format'}, **_errors(401)})
 async def _metrics(request: Request):
     "Prometheus metrics (behind the token unless `public_metrics`)."
     return PlainTextResponse(request.app.state.serve.metrics.text(), media_type=CONTENT_TYPE_LATEST)
 
+# %% ../nbs/08_serve.ipynb #92a88299
 @router.get('/v1/models', operation_id='models', response_model=ModelList, dependencies=AUTH, responses=_errors(401), tags=['openai'])
 async def _models(request: Request) -> ModelList:
     "The served model (OpenAI's model list)."
@@ -792,7 +813,7 @@ async def _select(body: SelectRequest, request: Request) -> SelectResponse:
     return SelectResponse(model=st.settings.model_name, choices=[
         ChoiceOut(index=i, skill=c.skill, scores={k: finite(v) for k, v in c.scores.items()}, output=c.output, valid=c.valid) for i, c in enumerate(cs)])
 
-# %% ../nbs/08_serve.ipynb #b3e4edd8
+# %% ../nbs/08_serve.ipynb #44f0a1f1
 def completion_job(st: Server, body: CompletionRequest | ChatRequest, rows: int, max_tokens: int, top: int, **kw) -> CompletionJob:
     "The checked `CompletionJob` of a completions or chat request."
     st.check(body.model, rows)
@@ -801,8 +822,10 @@ def completion_job(st: Server, body: CompletionRequest | ChatRequest, rows: int,
     skills = _skills(body.guided_choice) if body.guided_choice else None
     return CompletionJob(skills=skills, max_tokens=max_tokens, top=top, **kw)
 
+# %% ../nbs/08_serve.ipynb #7de1e0cd
 def _lp(x: float) -> float: return max(x, -9999.0) if x == x else -9999.0
 
+# %% ../nbs/08_serve.ipynb #78d841ee
 def cut(a: Answer, stop) -> Answer:
     "`a` cut before the first `stop` string in its text (and its tokens with it)."
     stops = [stop] if isinstance(stop, str) else (stop or [])
@@ -812,7 +835,7 @@ def cut(a: Answer, stop) -> Answer:
     while n < len(a.tokens) and pos < at: pos += len(a.tokens[n]); n += 1   # keep the tokens starting before the cut
     return dataclasses.replace(a, text=a.text[:at], finish='stop', tokens=a.tokens[:n], logprobs=a.logprobs[:n], tops=a.tops[:n], completion_tokens=n)
 
-# %% ../nbs/08_serve.ipynb #d31b8fc3
+# %% ../nbs/08_serve.ipynb #3358dea2
 def completion_choice(i: int, a: Answer, echo: bool, top: int | None) -> CompletionChoice:
     "An `Answer` as an OpenAI completions choice."
     lp = None
@@ -826,6 +849,7 @@ def completion_choice(i: int, a: Answer, echo: bool, top: int | None) -> Complet
                                 top_logprobs=[tp and {k: _lp(v) for k, v in tp.items()} for tp in tops] if top else None)
     return CompletionChoice(index=i, text=(a.prompt if echo else '') + a.text, logprobs=lp, finish_reason=a.finish)
 
+# %% ../nbs/08_serve.ipynb #41196899
 def _usage(answers: Sequence[Answer]) -> Usage:
     p, c = sum(a.prompt_tokens for a in answers), sum(a.completion_tokens for a in answers)
     return Usage(prompt_tokens=p, completion_tokens=c, total_tokens=p + c)
@@ -854,31 +878,50 @@ async def _chat_completions(body: ChatRequest, request: Request) -> ChatResponse
     return ChatResponse(id=f'chatcmpl-{uuid.uuid4().hex}', created=int(time.time()), model=st.settings.model_name, usage=_usage([a]),
                         choices=[ChatChoice(index=0, message=ChatMessageOut(content=a.text), logprobs=lp, finish_reason=a.finish)])
 
-# %% ../nbs/08_serve.ipynb #1c989d71
+# %% ../nbs/08_serve.ipynb #36e23a35
 def tiny_selector(seed: int = 0, hidden: int = 64, mode: str = 'score') -> HFSelector:
     "The tiny random Llama of `tiny_lm` as a selector, for tests and demos (it knows nothing)."
     return HFSelector(*tiny_lm(seed, hidden=hidden), mode)
 
-def serve(host: str = '127.0.0.1', port: int = 8000,         # where to listen
-          tiny: bool = False, seed: int = 0, hidden: int = 64,  # serve `tiny_selector(seed, hidden)` instead of the default model
-          mode: str = 'score', adapter: str | None = 'auto',  # the selector's mode; the default model's adapter ('auto', a path or None)
-          settings: ServeSettings | None = None,               # batching, limits, token
-          selector: Selector | Callable[[], Selector] | None = None,  # serve this instead (a factory runs in the model thread)
-          log_level: str = 'info', graceful_s: float = 30.0,   # uvicorn's log level; seconds in-flight requests get at shutdown
-          keep_alive_s: float = 75.0):                          # idle keep-alive connections close after this (above load balancers' 60 s)
-    "Serve a selector with uvicorn until SIGINT or SIGTERM, which let the requests in flight finish."
+# %% ../nbs/08_serve.ipynb #978ce464
+def selector_factory(name: str = 'tuned',          # a name of `flexrl.steering.SELECTORS`
+                     mode: str = 'score',          # a language model's mode
+                     seed: int = 0,                # random selectors' and the tiny model's seed
+                     hidden: int = 64,             # 'tiny': its hidden size
+                     adapter: str | None = None,   # language models: 'auto', a folder or 'none' instead of the registry's
+                    ) -> Callable[[], Selector]:
+    "What the model thread calls to build the served selector; a wrong name fails here, naming the valid ones."
+    if name not in SELECTORS: raise ValueError(f"unknown selector {name!r}; choose one of {', '.join(SELECTORS)}")
+    if name == 'tiny': return functools.partial(tiny_selector, seed, hidden, mode)
+    kw = {} if adapter is None else {'adapter': None if adapter == 'none' else adapter}
+    return functools.partial(make_selector, name, seed, mode, **kw)
+
+# %% ../nbs/08_serve.ipynb #3bce64b6
+def checked_settings(settings: ServeSettings | None, host: str) -> ServeSettings:
+    "`settings` with the token resolved (`api_token`); a `ValueError` for a non-loopback `host` without one."
     s = settings or ServeSettings()
     s = dataclasses.replace(s, token=api_token(s.token))
     if s.token is None and not is_loopback(host):
         raise ValueError(f'refusing to serve on {host} without a token: set FLEXRL_API_TOKEN or FLEXRL_API_TOKEN_FILE')
     if s.token is None: log.warning('no API token set: anyone on this machine may call the server')
-    run = dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=graceful_s, timeout_keep_alive=keep_alive_s)
-    if int(os.environ.get('WORLD_SIZE', '1')) > 1:  # under torchrun: the model split over its processes
-        if selector is not None: raise ValueError('under torchrun the server loads its own model, split over the processes: no selector')
-        from flexrl.parallel import serve_tp
-        return serve_tp(s, run, 'tiny' if tiny else 'smollm2', mode, adapter, seed, hidden)
-    if selector is None: selector = functools.partial(tiny_selector, seed, hidden, mode) if tiny else functools.partial(HFSelector.default, mode, adapter)
-    uvicorn.run(create_app(selector, s), **run)
+    return s
+
+# %% ../nbs/08_serve.ipynb #6d8b4201
+def run_options(host: str = '127.0.0.1', port: int = 8000,  # where to listen
+                log_level: str = 'info', graceful_s: float = 30.0,  # uvicorn's log level; seconds in-flight requests get at shutdown
+                keep_alive_s: float = 75.0) -> dict:  # idle keep-alive connections close after this (above load balancers' 60 s)
+    "`uvicorn.run`'s arguments."
+    return dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=graceful_s, timeout_keep_alive=keep_alive_s)
+
+# %% ../nbs/08_serve.ipynb #2366c622
+def serve(host: str = '127.0.0.1', port: int = 8000,               # where to listen
+          selector: str | Selector | Callable[[], Selector] = 'tuned',  # a registry name, a selector, or a factory (model thread)
+          settings: ServeSettings | None = None,                     # batching, limits, token
+          log_level: str = 'info', graceful_s: float = 30.0, keep_alive_s: float = 75.0):  # `run_options`
+    "Serve a selector with uvicorn until SIGINT or SIGTERM, which let the requests in flight finish."
+    s = checked_settings(settings, host)
+    if isinstance(selector, str): selector = selector_factory(selector)
+    uvicorn.run(create_app(selector, s), **run_options(host, port, log_level, graceful_s, keep_alive_s))
 
 # %% ../nbs/08_serve.ipynb #cf1599a7
 def serve_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -887,28 +930,32 @@ def serve_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     d = ServeSettings()
     p.add_argument('--host', default='127.0.0.1', help='address to listen on (non-loopback needs FLEXRL_API_TOKEN)')
     p.add_argument('--port', type=int, default=8000)
-    p.add_argument('--tiny', action='store_true', help='serve the tiny random model (tests, demos)')
-    p.add_argument('--seed', type=int, default=0, help='--tiny: seed of its weights')
+    p.add_argument('--selector', default='tuned', choices=list(SELECTORS), help='the selector served (flexrl.steering.SELECTORS)')
+    p.add_argument('--tiny', action='store_true', help='serve the tiny random model (tests, demos): --selector tiny')
+    p.add_argument('--seed', type=int, default=0, help="the seed of a random selector or the tiny model's weights")
     p.add_argument('--hidden', type=int, default=64, help='--tiny: its hidden size')
     p.add_argument('--mode', default='score', choices=['score', 'constrained', 'generate'], help="the selector's mode")
-    p.add_argument('--adapter', default='auto', help="the default model's adapter: 'auto', a folder, or 'none'")
+    p.add_argument('--adapter', default=None, help="a language model's adapter instead of the registry's: 'auto', a folder, or 'none'")
     p.add_argument('--model-name', default=d.model_name, help='the model id the server lists')
     p.add_argument('--max-batch', type=int, default=d.max_batch, help='rows per forward pass (1: no micro-batching)')
     p.add_argument('--max-wait-ms', type=float, default=d.max_wait_ms, help='how long a round waits for more requests')
     p.add_argument('--max-rows', type=int, default=d.max_rows, help='decisions or prompts per request')
     p.add_argument('--threads', type=int, default=None, help='torch threads of the model')
-    p.add_argument('--tp', type=int, default=1, help='split the model over this many processes (one GPU each) under torchrun')
+    p.add_argument('--tp', type=int, default=1, help='split the model over this many processes (one GPU each): flexrl serve starts them')
     p.add_argument('--log-level', default='info')
     return p
+
+# %% ../nbs/08_serve.ipynb #f79e029f
+def settings_of(a: argparse.Namespace) -> ServeSettings:
+    "The `ServeSettings` of parsed `serve_parser` options (the token still unresolved)."
+    return ServeSettings(model_name=a.model_name, max_batch=a.max_batch, max_wait_ms=a.max_wait_ms, max_rows=a.max_rows,
+                         threads=a.threads)
 
 # %% ../nbs/08_serve.ipynb #8bc4cb5c
 def main(argv: Sequence[str] | None = None) -> int:
     "`flexrl serve [options]`: parse `argv` and serve."
-    a = serve_parser().parse_args(argv)
-    if a.tp > 1 and 'WORLD_SIZE' not in os.environ:  # start `tp` processes under torchrun, each running this command
-        from flexrl.parallel import tp_command
-        cmd = tp_command(a.tp, ['serve', *(sys.argv[1:] if argv is None else argv)])
-        os.execv(cmd[0], cmd)
-    s = ServeSettings(model_name=a.model_name, max_batch=a.max_batch, max_wait_ms=a.max_wait_ms, max_rows=a.max_rows, threads=a.threads)
-    serve(a.host, a.port, a.tiny, a.seed, a.hidden, a.mode, None if a.adapter == 'none' else a.adapter, s, log_level=a.log_level)
+    p = serve_parser(); a = p.parse_args(argv)
+    if a.tp > 1: p.error(f'--tp {a.tp} splits the model over {a.tp} processes: start them with `flexrl serve --tp {a.tp}`')
+    sel = selector_factory('tiny' if a.tiny else a.selector, a.mode, a.seed, a.hidden, a.adapter)
+    serve(a.host, a.port, sel, settings_of(a), log_level=a.log_level)
     return 0

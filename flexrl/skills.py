@@ -8,12 +8,14 @@ import dataclasses, json, math, pickle, re, time
 from pathlib import Path
 from typing import Any, Sequence
 import numpy as np
-from .arena import ArenaEnv, patch, write_video  # first: it picks the headless GL backend before mujoco loads
+from .arena import ArenaEnv, write_video  # first: it picks the headless GL backend before mujoco loads
+from fastcore.basics import patch
 import gymnasium as gym
 from gymnasium import spaces
 import mujoco
 from omegaconf import OmegaConf, DictConfig
 from .core import get_paths, get_logger, load_params, typed_params, params_hash, project_root, seed_everything
+from .text import SKILL_SPECS
 
 log = get_logger('skills')
 
@@ -21,10 +23,10 @@ log = get_logger('skills')
 __all__ = ['log', 'STAY', 'DEFAULT_GOALS', 'DEFAULT_SKILLS', 'REWARD_TERMS', 'RewardWeights', 'Goal', 'get_goal',
            'goal_from_dict', 'goal_success', 'skill_obs', 'SkillEnv', 'make_skill_env', 'run_episode', 'random_policy',
            'random_success', 'PPOConfig', 'TrainConfig', 'load_train_config', 'train_config', 'Skill', 'SkillLibrary',
-           'load_library', 'evaluate', 'arena_obs_of', 'SkillEvalCallback', 'latest_checkpoint', 'train_policy',
+           'load_library', 'evaluate_skills', 'arena_obs_of', 'SkillEvalCallback', 'latest_checkpoint', 'train_policy',
            'library_path', 'plot_success', 'skill_video', 'train_skills', 'default_library']
 
-# %% ../nbs/04_skills.ipynb #fd471f1a
+# %% ../nbs/04_skills.ipynb #309323b8
 @dataclasses.dataclass(frozen=True)
 class RewardWeights:
     "Weights of a skill's reward terms, each reported as `reward_<term>` in `info`."
@@ -35,6 +37,7 @@ class RewardWeights:
     wall: float = 0.5      # minus 1 per step touching a wall
     success: float = 1.0   # bonus on the step a moving skill succeeds
 
+# %% ../nbs/04_skills.ipynb #7b7986af
 @dataclasses.dataclass(frozen=True)
 class Goal:
     "What a skill is for: a direction to move in (or none: stay put), its reward weights and its success test."
@@ -45,10 +48,10 @@ class Goal:
     max_speed: float = 0.05           # staying: success if at most this fast at the end (m/s)...
     max_drift: float = 0.5            # ...and at most this far from the start (m)
 
-# %% ../nbs/04_skills.ipynb #26af6601
+# %% ../nbs/04_skills.ipynb #c3b24567
 STAY = RewardWeights(progress=0.0, lateral=0.0, speed=1.0)
-DEFAULT_GOALS = (Goal('move_up', (0.0, 1.0)), Goal('move_down', (0.0, -1.0)), Goal('move_left', (-1.0, 0.0)),
-                 Goal('move_right', (1.0, 0.0)), Goal('stay', (0.0, 0.0), STAY))
+DEFAULT_GOALS = tuple(Goal(s.name, tuple(map(float, s.direction)), STAY if s.direction == (0, 0) else RewardWeights())
+                      for s in SKILL_SPECS)  # one goal per skill of `flexrl.text.SKILL_SPECS`
 DEFAULT_SKILLS = tuple(g.name for g in DEFAULT_GOALS)
 
 def get_goal(name: str, goals: Sequence[Goal] = DEFAULT_GOALS) -> Goal:
@@ -57,6 +60,7 @@ def get_goal(name: str, goals: Sequence[Goal] = DEFAULT_GOALS) -> Goal:
         if g.name == name: return g
     raise ValueError(f"unknown skill {name!r}; known skills: {', '.join(g.name for g in goals)}")
 
+# %% ../nbs/04_skills.ipynb #b30c52f6
 def goal_from_dict(d: dict) -> Goal:
     "A `Goal` from its `dataclasses.asdict` form (as stored in a library manifest)."
     return Goal(**{**d, 'direction': tuple(d['direction']), 'weights': RewardWeights(**d['weights'])})
@@ -86,7 +90,8 @@ def skill_obs(arena_obs: np.ndarray, # arena observation(s), shape (..., n)
     "A skill policy's observation: agent x/y / `half`, agent velocity, the body's joint state, the goal one-hot."
     o = np.asarray(arena_obs, np.float32)
     parts = [o[..., 0:2] / half, o[..., 2:4], o[..., 10:]]
-    if n_goals > 1: parts.append(np.broadcast_to(np.eye(n_goals, dtype=np.float32)[goal_index], o.shape[:-1] + (n_goals,)))
+    if n_goals > 1:
+        parts.append(np.broadcast_to(np.eye(n_goals, dtype=np.float32)[goal_index], o.shape[:-1] + (n_goals,)))
     return np.concatenate(parts, -1)
 
 # %% ../nbs/04_skills.ipynb #acc2faca
@@ -119,13 +124,14 @@ def reset(self: SkillEnv, *, seed: int | None = None, options: dict | None = Non
     _, info = self.env.reset(seed=seed, options=o)
     arena, rng = self.env.unwrapped, self.env.unwrapped.np_random
     if goal is None: self.goal_index = int(rng.integers(len(self.goals)))
-    else: self.goal_index = goal if isinstance(goal, int) else [g.name for g in self.goals].index(get_goal(goal, self.goals).name)
+    else: self.goal_index = (goal if isinstance(goal, int)
+                             else [g.name for g in self.goals].index(get_goal(goal, self.goals).name))
     a, s = rng.uniform(0, 2 * np.pi), rng.uniform(0, self.init_speed)
     arena.data.qvel[0:2] = (s * np.cos(a), s * np.sin(a)) if vel is None else vel
     mujoco.mj_forward(arena.model, arena.data)
     self.t, self.start = 0, arena.state()['agent_pos']
     info.update(arena.state(), goal=self.goal.name)
-    return self._obs(np.concatenate(arena._obs_parts, dtype=np.float32)), info
+    return self._obs(arena.get_obs()), info
 
 # %% ../nbs/04_skills.ipynb #cf08212b
 REWARD_TERMS = ('progress', 'lateral', 'speed', 'ctrl', 'wall', 'success')
@@ -143,7 +149,8 @@ def step(self: SkillEnv, action):
     ok = goal_success(g, self.start, info['agent_pos'], info['agent_vel'], self.half, self.radius)
     moving = bool(d.any())
     info.update(reward_progress=w.progress * along, reward_lateral=-w.lateral * float(np.linalg.norm(v - along * d)),
-                reward_speed=-w.speed * float(np.linalg.norm(info['agent_vel'])), reward_ctrl=-w.ctrl * float(np.dot(action, action)),
+                reward_speed=-w.speed * float(np.linalg.norm(info['agent_vel'])),
+                reward_ctrl=-w.ctrl * float(np.dot(action, action)),
                 reward_wall=-w.wall * info['wall_contact'], reward_success=w.success * (ok and moving),
                 is_success=ok, goal=g.name)
     reward = sum(info[f'reward_{k}'] for k in REWARD_TERMS)
@@ -159,7 +166,7 @@ def make_skill_env(goals: Sequence[Goal] = DEFAULT_GOALS, # the goals the env tr
     "A `SkillEnv` around a fresh arena env (no `TimeLimit`: the skill episode is shorter)."
     return SkillEnv(gym.make(env_id, **env_kwargs).unwrapped, goals, episode_steps, init_speed)
 
-# %% ../nbs/04_skills.ipynb #de99f9ad
+# %% ../nbs/04_skills.ipynb #33f91119
 def run_episode(env: SkillEnv, policy, goal: str | int, seed: int) -> dict:
     "One skill episode of `policy(obs, episode_start) -> action`; returns success, steps and the return."
     obs, info = env.reset(seed=seed, options={'goal': goal})
@@ -170,10 +177,12 @@ def run_episode(env: SkillEnv, policy, goal: str | int, seed: int) -> dict:
         if term or trunc: break
     return {'success': info['is_success'], 'steps': t + 1, 'return': ret}
 
+# %% ../nbs/04_skills.ipynb #11386d0c
 def random_policy(env: gym.Env):
     "Uniform random actions in `env`'s action space."
     return lambda obs, start: env.action_space.sample()
 
+# %% ../nbs/04_skills.ipynb #1c081578
 def random_success(env: SkillEnv, goal: str, episodes: int = 100, seed: int = 10_000) -> float:
     "Success rate of uniform random actions at `goal`: the baseline."
     env.action_space.seed(seed)
@@ -221,13 +230,14 @@ class TrainConfig:
     ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
     bodies: dict[str, PPOConfig] = dataclasses.field(default_factory=dict)  # per-body PPO defaults (YAML anchors)
 
-# %% ../nbs/04_skills.ipynb #b14e126c
+# %% ../nbs/04_skills.ipynb #b7234fc5
 def load_train_config(path: str | Path | None = None, # a params YAML (None: the dataclass defaults)
                       overrides: Sequence[str] = (),  # `key=value` overrides
                      ) -> DictConfig:
     "A validated `TrainConfig` from a params file and overrides."
     return load_params(path, overrides, schema=TrainConfig)
 
+# %% ../nbs/04_skills.ipynb #7fb44afa
 def train_config(source: str = 'parameters', # where the values come from, for error messages
                  **values) -> DictConfig:
     "A validated `TrainConfig` from keyword values, e.g. a notebook's parameters."
@@ -247,14 +257,16 @@ class Skill:
         "Forget the LSTM state: the next call starts a new episode."
         self._state, self._start = None, True
 
-# %% ../nbs/04_skills.ipynb #1406f978
+# %% ../nbs/04_skills.ipynb #26e97734
 @patch
 def observe(self: Skill, arena_obs: np.ndarray) -> np.ndarray:
     "The normalised policy observation for arena observation(s)."
     o = skill_obs(arena_obs, self.half, self.goal_index, self.n_goals)
     if self.obs_rms is None: return o
-    return np.clip((o - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8), -self.clip_obs, self.clip_obs).astype(np.float32)
+    return np.clip((o - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8), -self.clip_obs,
+                   self.clip_obs).astype(np.float32)
 
+# %% ../nbs/04_skills.ipynb #a822e234
 @patch
 def act(self: Skill, arena_obs: np.ndarray, state=None, episode_start=None, deterministic: bool = True):
     "Actions for arena observation(s) `(n, d)` or `(d,)`, and the next LSTM state (SB3's `predict` protocol)."
@@ -266,10 +278,12 @@ def act(self: Skill, arena_obs: np.ndarray, state=None, episode_start=None, dete
                                        deterministic=deterministic)
     return (action if batch else action[0]), state
 
+# %% ../nbs/04_skills.ipynb #9d0c30c6
 @patch
 def __call__(self: Skill, arena_obs: np.ndarray) -> np.ndarray:
     "The next action, keeping the LSTM state between calls until `reset()`."
-    action, self._state = self.act(arena_obs, self._state, np.full(np.ndim(arena_obs) == 2 and len(arena_obs) or 1, self._start))
+    action, self._state = self.act(arena_obs, self._state,
+                                   np.full(np.ndim(arena_obs) == 2 and len(arena_obs) or 1, self._start))
     self._start = False
     return action
 
@@ -291,7 +305,7 @@ class SkillLibrary:
         "Each skill's success rate as measured at training time."
         return {n: s['success_rate'] for n, s in self.manifest['skills'].items()}
 
-# %% ../nbs/04_skills.ipynb #402eefe7
+# %% ../nbs/04_skills.ipynb #1ff289ad
 def _load_policy(folder: Path):
     "A policy's model and observation statistics from its folder."
     from sb3_contrib import RecurrentPPO
@@ -312,26 +326,32 @@ def load_library(path: str | Path) -> SkillLibrary:
                              len(m['policies'][s['policy']]['skills']), m['arena_half_size'])
     return SkillLibrary(skills, m, path)
 
-SkillLibrary.load = staticmethod(load_library)
+# %% ../nbs/04_skills.ipynb #58dc635a
+@patch(cls_method=True)
+def load(cls: SkillLibrary, path: str | Path) -> SkillLibrary:
+    "The skill library in folder `path` (`load_library`)."
+    return load_library(path)
 
-# %% ../nbs/04_skills.ipynb #4b2a7fee
-def evaluate(skill: Skill, env: SkillEnv, episodes: int = 100, seed: int = 10_000) -> float:
+# %% ../nbs/04_skills.ipynb #bef8ddd6
+def evaluate_skills(skill: Skill, env: SkillEnv, episodes: int = 100, seed: int = 10_000) -> float:
     "Success rate of `skill` over `episodes` episodes of its goal in `env` (seeds `seed`, `seed + 1`, ...)."
     def policy(obs, start):
         if start: skill.reset()
         return skill(arena_obs_of(env))
     return float(np.mean([run_episode(env, policy, skill.goal.name, seed + i)['success'] for i in range(episodes)]))
 
+# %% ../nbs/04_skills.ipynb #2eda5456
 def arena_obs_of(env: SkillEnv) -> np.ndarray:
     "The arena observation behind a `SkillEnv`'s current state."
-    return np.concatenate(env.unwrapped._obs_parts, dtype=np.float32)
+    return env.unwrapped.get_obs()
 
 # %% ../nbs/04_skills.ipynb #916b86fd
 from stable_baselines3.common.callbacks import BaseCallback
 
 class SkillEvalCallback(BaseCallback):
     "Every `eval_freq` timesteps, measure each goal's success; log `eval/success_<skill>`; stop after `patience` evaluations at `target`."
-    def __init__(self, goals: Sequence[Goal], make_env, eval_freq: int, episodes: int, target: float = 1.01, patience: int = 2):
+    def __init__(self, goals: Sequence[Goal], make_env, eval_freq: int, episodes: int, target: float = 1.01,
+                 patience: int = 2):
         super().__init__()
         self.goals, self.env, self.eval_freq, self.episodes = list(goals), make_env(), eval_freq, episodes
         self.target, self.patience = target, patience
@@ -342,8 +362,9 @@ class SkillEvalCallback(BaseCallback):
         vn = self.model.get_vec_normalize_env()
         row = {'timesteps': self.num_timesteps}
         for i, g in enumerate(self.goals):
-            sk = Skill(g.name, g, self.model, vn.obs_rms if vn else None, vn.clip_obs if vn else 10.0, i, len(self.goals), self.env.half)
-            row[g.name] = evaluate(sk, self.env, self.episodes, seed=1_000_000)
+            sk = Skill(g.name, g, self.model, vn.obs_rms if vn else None, vn.clip_obs if vn else 10.0, i,
+                       len(self.goals), self.env.half)
+            row[g.name] = evaluate_skills(sk, self.env, self.episodes, seed=1_000_000)
             self.logger.record(f'eval/success_{g.name}', row[g.name])
         self.history.append(row)
         return row
@@ -365,12 +386,13 @@ def latest_checkpoint(folder: Path) -> tuple[int, Path, Path] | None:
         if vn.exists(): found.append((n, p, vn))
     return max(found) if found else None
 
-# %% ../nbs/04_skills.ipynb #e7f02d39
+# %% ../nbs/04_skills.ipynb #11d7b2b3
 def _vec_env(goals, cfg, seed_offset=0):
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import SubprocVecEnv, DummyVecEnv
     mk = lambda: make_skill_env(goals, cfg.env_id, cfg.episode_steps, cfg.init_speed, **cfg.env_kwargs)
-    return make_vec_env(mk, cfg.n_envs, seed=cfg.seed + seed_offset, vec_env_cls=SubprocVecEnv if cfg.subproc else DummyVecEnv), mk
+    return make_vec_env(mk, cfg.n_envs, seed=cfg.seed + seed_offset,
+                        vec_env_cls=SubprocVecEnv if cfg.subproc else DummyVecEnv), mk
 
 def _new_model(venv, cfg):
     from sb3_contrib import RecurrentPPO
@@ -399,20 +421,23 @@ def train_policy(goals: Sequence[Goal], # the goals this policy learns (one: a p
     else: model = _new_model(venv := VecNormalize(venv, gamma=cfg.ppo.gamma), cfg)
     if logger is not None: model.set_logger(logger)
     evalcb = SkillEvalCallback(goals, mk, cfg.eval_freq, cfg.eval_episodes, cfg.target_success, cfg.early_stop_evals)
-    ckcb = CheckpointCallback(max(cfg.checkpoint_freq // cfg.n_envs, 1), str(folder/'checkpoints'), save_vecnormalize=True)
+    ckcb = CheckpointCallback(max(cfg.checkpoint_freq // cfg.n_envs, 1), str(folder/'checkpoints'),
+                              save_vecnormalize=True)
     start, t0 = model.num_timesteps, time.time()
-    model.learn(max(cfg.total_timesteps - start, 0), callback=[ckcb, evalcb], reset_num_timesteps=not ckpt, progress_bar=cfg.progress)
+    model.learn(max(cfg.total_timesteps - start, 0), callback=[ckcb, evalcb], reset_num_timesteps=not ckpt,
+                progress_bar=cfg.progress)
     model.save(folder/'model.zip'); venv.save(str(folder/'vecnormalize.pkl'))
     stats = {'timesteps': model.num_timesteps, 'resumed_from': start, 'train_seconds': time.time() - t0}
     venv.close()
     return model, evalcb, stats
 
-# %% ../nbs/04_skills.ipynb #530650c9
+# %% ../nbs/04_skills.ipynb #9eea724c
 def library_path(name: str) -> Path:
     "Where library `name` lives: an absolute path as is, else a folder under the skills folder."
     p = Path(name).expanduser()
     return p if p.is_absolute() else get_paths().skills/name
 
+# %% ../nbs/04_skills.ipynb #5f3500a0
 def _policy_groups(cfg) -> dict[str, list[Goal]]:
     goals = [get_goal(n) for n in cfg.skills]
     return {'all': goals} if cfg.goal_conditioned else {g.name: [g] for g in goals}
@@ -456,8 +481,9 @@ def _manifest(cfg, groups, stats, rates, episodes, half) -> dict:
             'policies': {p: {'folder': f'policies/{p}', 'algorithm': 'RecurrentPPO', 'policy': 'MlpLstmPolicy',
                              'obs_normalisation': 'VecNormalize (vecnormalize.pkl)', 'skills': [g.name for g in gs],
                              **stats[p]} for p, gs in groups.items()},
-            'skills': {g.name: {'policy': p, 'goal_index': i, 'goal': dataclasses.asdict(g), 'success_rate': rates[g.name],
-                                'eval_episodes': episodes} for p, gs in groups.items() for i, g in enumerate(gs)}}
+            'skills': {g.name: {'policy': p, 'goal_index': i, 'goal': dataclasses.asdict(g),
+                                'success_rate': rates[g.name], 'eval_episodes': episodes}
+                       for p, gs in groups.items() for i, g in enumerate(gs)}}
 
 # %% ../nbs/04_skills.ipynb #d0d3693a
 def train_skills(cfg=None,                # a `TrainConfig` (dataclass or `load_train_config` result); None: defaults
@@ -487,17 +513,20 @@ def _finish(cfg, out: Path, groups, stats, history, run) -> SkillLibrary:
     from flexrl.tracking import log_figure, log_file
     arena = gym.make(cfg.env_id, **cfg.env_kwargs).unwrapped
     half = arena.cfg.arena_half_size; arena.close()
-    (out/'manifest.json').write_text(json.dumps(_manifest(cfg, groups, stats, {g.name: 0.0 for gs in groups.values() for g in gs},
+    (out/'manifest.json').write_text(json.dumps(_manifest(cfg, groups, stats,
+                                                          {g.name: 0.0 for gs in groups.values() for g in gs},
                                                           cfg.final_eval_episodes, half), indent=1))
-    lib, env = load_library(out), make_skill_env(list(DEFAULT_GOALS), cfg.env_id, cfg.episode_steps, cfg.init_speed, **cfg.env_kwargs)
-    rates = {s.name: evaluate(s, env, cfg.final_eval_episodes) for s in lib}
+    lib, env = load_library(out), make_skill_env(list(DEFAULT_GOALS), cfg.env_id, cfg.episode_steps, cfg.init_speed,
+                                                 **cfg.env_kwargs)
+    rates = {s.name: evaluate_skills(s, env, cfg.final_eval_episodes) for s in lib}
     m = _manifest(cfg, groups, stats, rates, cfg.final_eval_episodes, half)
     (out/'manifest.json').write_text(json.dumps(m, indent=1)); lib.manifest = m
     mlflow.log_metrics({f'success/{k}': v for k, v in rates.items()} | {'success/min': min(rates.values())})
     log_file(out/'manifest.json')
     if any(history.values()): log_figure(plot_success(history, cfg.target_success), 'success_curves.png')
     for s in lib if cfg.video_steps else []:
-        for f in skill_video(s, out/'videos'/s.name, cfg.video_steps, env_id=cfg.env_id, **cfg.env_kwargs): log_file(f, 'videos')
+        for f in skill_video(s, out/'videos'/s.name, cfg.video_steps, env_id=cfg.env_id, **cfg.env_kwargs):
+            log_file(f, 'videos')
     log.info(f'library {out}: success ' + ', '.join(f'{k} {v:.0%}' for k, v in rates.items()))
     return lib
 

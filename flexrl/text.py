@@ -9,22 +9,25 @@ from typing import Mapping, Sequence
 import numpy as np
 
 # %% auto #0
-__all__ = ['EVENT_PHRASES', 'to_grid', 'to_world', 'vel_to_grid', 'vel_to_world', 'format_observation', 'parse_observation',
-           'Grid', 'grid_legend', 'ObservationEncoder', 'summarize_events', 'skill_feedback']
+__all__ = ['EVENT_PHRASES', 'SKILL_SPECS', 'to_grid', 'to_world', 'vel_to_grid', 'vel_to_world', 'format_observation',
+           'parse_observation', 'Grid', 'grid_legend', 'ObservationEncoder', 'summarize_events', 'skill_feedback',
+           'SkillSpec']
 
-# %% ../nbs/02_text.ipynb #af9fc906
+# %% ../nbs/02_text.ipynb #a5e0269f
 def _xy(v, what: str) -> np.ndarray:
     "`v` as a finite float array of shape (2,), else a `ValueError` naming `what`."
     a = np.asarray(v, dtype=float)
-    if a.shape != (2,) or not np.isfinite(a).all(): raise ValueError(f"{what} must be 2 finite numbers (x, y), got {v!r}")
+    if a.shape != (2,) or not np.isfinite(a).all():
+        raise ValueError(f"{what} must be 2 finite numbers (x, y), got {v!r}")
     return a
 
+# %% ../nbs/02_text.ipynb #0dcb7efe
 def _scale(half: float, grid: int) -> float:
     "Grid cells per metre."
     if not half > 0: raise ValueError(f"arena half size must be > 0, got {half!r}")
     return grid / (2 * half)
 
-# %% ../nbs/02_text.ipynb #cfdaf204
+# %% ../nbs/02_text.ipynb #58e869e1
 def to_grid(xy: Sequence[float],  # world position (x, y) in metres, arena centred at the origin
             half: float,           # arena half size in metres
             grid: int = 50,        # cells per side: world [-half, half] maps to cells [0, grid]
@@ -34,6 +37,7 @@ def to_grid(xy: Sequence[float],  # world position (x, y) in metres, arena centr
     x, y = np.clip(u, 0, grid)
     return int(x), int(y)
 
+# %% ../nbs/02_text.ipynb #59f490f4
 def to_world(cell: Sequence[float],  # grid cell (x, y)
              half: float,             # arena half size in metres
              grid: int = 50,          # cells per side
@@ -41,7 +45,7 @@ def to_world(cell: Sequence[float],  # grid cell (x, y)
     "Grid cell -> the world position (metres) it stands for; `to_grid(to_world(c)) == c` on the grid."
     return _xy(cell, 'cell') / _scale(half, grid) - half
 
-# %% ../nbs/02_text.ipynb #5abd13db
+# %% ../nbs/02_text.ipynb #f7d8ba1d
 def vel_to_grid(v: Sequence[float],  # world velocity (vx, vy) in m/s
                 half: float,          # arena half size in metres
                 grid: int = 50,       # cells per side
@@ -50,19 +54,22 @@ def vel_to_grid(v: Sequence[float],  # world velocity (vx, vy) in m/s
     x, y = np.floor(_xy(v, 'velocity') * _scale(half, grid) + 0.5)
     return int(x), int(y)
 
+# %% ../nbs/02_text.ipynb #102d4800
 def vel_to_world(v: Sequence[float], half: float, grid: int = 50) -> np.ndarray:
     "Grid cells per second -> world velocity in m/s."
     return _xy(v, 'velocity') / _scale(half, grid)
 
-# %% ../nbs/02_text.ipynb #58cd81c9
+# %% ../nbs/02_text.ipynb #c272ebcf
 _NAME = re.compile(r'[a-z][a-z0-9]*(?:_[a-z0-9]+)*')
 _LABEL = re.compile(r'[A-Za-z][A-Za-z0-9]*(?: [A-Za-z0-9]+)*')
 
 def _label(name: str) -> str:
     "Object name -> its label in the text: `red_ball` -> `Red ball`."
-    if not _NAME.fullmatch(name): raise ValueError(f"object name {name!r} must be snake_case like 'agent' or 'red_ball'")
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"object name {name!r} must be snake_case like 'agent' or 'red_ball'")
     return name.replace('_', ' ').capitalize()
 
+# %% ../nbs/02_text.ipynb #7097b593
 def _name(label: str) -> str:
     "Label in the text -> object name: `Red  ball` -> `red_ball` (whitespace-insensitive)."
     return '_'.join(label.split()).lower()
@@ -73,7 +80,8 @@ def format_observation(grid_state: Mapping[str, Sequence[int]],  # `<name>_pos` 
     "Write a grid state as `Agent: (15, 30) moving (1, -2), Goal: (5, 5)`, objects in the order of their `_pos` keys."
     for k in grid_state:
         if not k.endswith(('_pos', '_vel')): raise ValueError(f"grid state key {k!r} must end in '_pos' or '_vel'")
-        if k.endswith('_vel') and k[:-4] + '_pos' not in grid_state: raise ValueError(f"{k!r} has no matching '{k[:-4]}_pos'")
+        if k.endswith('_vel') and k[:-4] + '_pos' not in grid_state:
+            raise ValueError(f"{k!r} has no matching '{k[:-4]}_pos'")
     pair = lambda v: '({}, {})'.format(*(int(c) for c in v))
     items = []
     for k, v in grid_state.items():
@@ -148,7 +156,8 @@ class Grid:
     def half(self, state: Mapping | None = None, half_size: float | None = None) -> float:
         "The arena half size: `half_size` if given, else the state's `arena_half_size`, else the grid's own."
         h = half_size if half_size is not None else (state or {}).get('arena_half_size', self.half_size)
-        if h is None: raise ValueError("no arena half size: the state has no 'arena_half_size' and the grid no half_size")
+        if h is None:
+            raise ValueError("no arena half size: the state has no 'arena_half_size' and the grid no half_size")
         _scale(float(h), self.grid)
         return float(h)
 
@@ -163,7 +172,8 @@ class Grid:
         gs = parse_observation(obs) if isinstance(obs, str) else dict(obs)
         h = self.half(gs, half_size)
         gs.pop('arena_half_size', None)
-        try: out = {k: self.to_world(v, h) if k.endswith('_pos') else vel_to_world(v, h, self.grid) for k, v in gs.items()}
+        try: out = {k: self.to_world(v, h) if k.endswith('_pos') else vel_to_world(v, h, self.grid)
+                    for k, v in gs.items()}
         except ValueError as e: raise ValueError(f"{obs!r}: {e}") from None
         return {**out, 'arena_half_size': h}
 
@@ -212,7 +222,8 @@ EVENT_PHRASES: dict[str, str] = {'wall_contact': 'hit the wall', 'agent_ball_con
                                  'goal_reached': 'reached the goal'}  # info flag -> what the skill did
 
 def summarize_events(infos: Sequence[Mapping],      # step `info` dicts of one skill, in order
-                     start: Mapping | None = None,  # info from before the skill's first step (the previous skill's last); None: the first info
+                     # info from before the skill's first step (the previous skill's last); None: the first info
+                     start: Mapping | None = None,
                     ) -> dict:
     "Fold one skill's step infos into `{flag: any step}`, `steps`, and `dist_<x>_start`/`dist_<x>_end` for each `dist_<x>`."
     infos = list(infos)
@@ -225,11 +236,12 @@ def summarize_events(infos: Sequence[Mapping],      # step `info` dicts of one s
         out[f'{k}_start'], out[f'{k}_end'] = None if first is None else float(first), vals[-1] if vals else None
     return out
 
-# %% ../nbs/02_text.ipynb #95678939
+# %% ../nbs/02_text.ipynb #18021766
 def _join(parts: Sequence[str]) -> str:
     "`a`, `a and b`, `a, b and c`."
     return ' and '.join(parts) if len(parts) < 3 else ', '.join(parts[:-1]) + ' and ' + parts[-1]
 
+# %% ../nbs/02_text.ipynb #0f47b029
 def skill_feedback(events: Mapping | Sequence[Mapping],  # a `summarize_events` summary, or the skill's step infos
                    skill: str | None = None,               # skill name for the phrase; None: "the last skill"
                    distances: Sequence[str] = ('ball',),   # objects whose distance change is told (`dist_<name>` keys)
@@ -246,3 +258,16 @@ def skill_feedback(events: Mapping | Sequence[Mapping],  # a `summarize_events` 
             moved.append(f"the {_label(d).lower()} got {'closer' if b < a else 'further away'}")
     if did: return f'{who} {_join(did)}' + (f', and {_join(moved)}' if moved else '')
     return f'{_join(moved)} during {who}' if moved else f'nothing happened during {who}'
+
+# %% ../nbs/02_text.ipynb #4263e939
+@dataclasses.dataclass(frozen=True)
+class SkillSpec:
+    "One skill of the arena: its name, the unit grid step it moves the agent by (y up), what a prompt says of it."
+    name: str                   # the skill's name, as selectors and the skill library know it
+    direction: tuple[int, int]  # unit step on the grid, y up; (0, 0) stays put
+    help: str                   # its line in the prompt's skill list
+
+SKILL_SPECS: tuple[SkillSpec, ...] = (
+    SkillSpec('move_up', (0, 1), 'move up (y grows)'), SkillSpec('move_down', (0, -1), 'move down (y shrinks)'),
+    SkillSpec('move_left', (-1, 0), 'move left (x shrinks)'), SkillSpec('move_right', (1, 0), 'move right (x grows)'),
+    SkillSpec('stay', (0, 0), 'stay where you are'))  # the arena's skills, in the order selectors list them

@@ -18,12 +18,13 @@ log = get_logger('tracking')
 __all__ = ['log', 'PARAM_MAX', 'CUT', 'tracking_uri', 'is_embedded', 'retry_locked', 'init_store', 'get_experiment', 'flatten',
            'git_sha', 'start_run', 'log_figure', 'log_file', 'MLflowOutputFormat', 'sb3_logger']
 
-# %% ../nbs/03_tracking.ipynb #5ee3e20d
+# %% ../nbs/03_tracking.ipynb #76693dd5
 def tracking_uri() -> str:
     "`MLFLOW_TRACKING_URI` if set, else the embedded SQLite store under the runs folder."
     if os.environ.get('MLFLOW_TRACKING_URI'): return os.environ['MLFLOW_TRACKING_URI']
     return f"sqlite:///{get_paths().runs/'mlflow.db'}"
 
+# %% ../nbs/03_tracking.ipynb #d5df09bc
 def is_embedded(uri: str | None = None) -> bool:
     "Is `uri` (default: the current one) a local SQLite store?"
     return (uri or tracking_uri()).startswith('sqlite:')
@@ -70,7 +71,7 @@ def get_experiment(name: str = 'flexrl', uri: str | None = None) -> str:
         if 'already exists' not in str(e): raise
         return client.get_experiment_by_name(name).experiment_id
 
-# %% ../nbs/03_tracking.ipynb #55dc0ca1
+# %% ../nbs/03_tracking.ipynb #d04ec283
 PARAM_MAX, CUT = 6000, '...[truncated]'
 
 def flatten(cfg: Any, prefix: str = '') -> dict[str, Any]:
@@ -83,6 +84,7 @@ def flatten(cfg: Any, prefix: str = '') -> dict[str, Any]:
         else: out[f'{prefix}{k}'] = v
     return out
 
+# %% ../nbs/03_tracking.ipynb #7817095a
 def _param_value(v) -> str:
     s = v if isinstance(v, str) else json.dumps(v, default=str)
     return s if len(s) <= PARAM_MAX else s[:PARAM_MAX - len(CUT)] + CUT
@@ -92,7 +94,8 @@ def git_sha(path: Path | None = None) -> str:
     "The checkout's commit (with `-dirty` if it has uncommitted changes), or 'unknown' outside git."
     cwd = path or project_root() or Path.cwd()
     try:
-        sha = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+        sha = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=cwd, capture_output=True, text=True,
+                             check=True).stdout.strip()
         dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=cwd,
                                capture_output=True, text=True).stdout.strip()
         return sha + ('-dirty' if dirty else '')
@@ -120,25 +123,27 @@ def start_run(experiment: str = 'flexrl',         # experiment name (created if 
             retry_locked(mlflow.log_text)(OmegaConf.to_yaml(OmegaConf.create(cfg)), 'config.yaml')
         yield run
 
-# %% ../nbs/03_tracking.ipynb #a0ffc055
+# %% ../nbs/03_tracking.ipynb #a7a3280a
 def log_figure(fig, name: str):
     "Log a matplotlib figure as a PNG artifact of the active run."
     retry_locked(mlflow.log_figure)(fig, name if name.endswith(('.png', '.svg')) else f'{name}.png')
 
+# %% ../nbs/03_tracking.ipynb #8dbe061d
 def log_file(path: str | Path, folder: str | None = None):
     "Log a file (video, table, notebook) as an artifact of the active run."
     retry_locked(mlflow.log_artifact)(str(path), folder)
 
-# %% ../nbs/03_tracking.ipynb #a5a6ea42
+# %% ../nbs/03_tracking.ipynb #77c7fecd
 from stable_baselines3.common.logger import KVWriter, Logger, HumanOutputFormat
 
 class MLflowOutputFormat(KVWriter):
     "An SB3 logger output that logs numeric scalars as MLflow metrics of the active run."
     def write(self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]], step: int = 0) -> None:
-        metrics = {k: float(v) for k, v in key_values.items()
-                   if 'mlflow' not in (key_excluded.get(k) or ()) and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        metrics = {k: float(v) for k, v in key_values.items() if 'mlflow' not in (key_excluded.get(k) or ())
+                   and isinstance(v, (int, float)) and not isinstance(v, bool)}
         if metrics and mlflow.active_run(): retry_locked(mlflow.log_metrics)(metrics, step=int(step))
 
+# %% ../nbs/03_tracking.ipynb #b54e9b66
 def sb3_logger(stdout: bool = False) -> Logger:
     "An SB3 `Logger` writing to MLflow (and to stdout if asked); set it with `model.set_logger(...)`."
     fmts = [MLflowOutputFormat()] + ([HumanOutputFormat(os.sys.stdout)] if stdout else [])

@@ -20,7 +20,8 @@ def decisions() -> list[dict]:
 
 def make_decisions() -> list[dict]:
     "Draw the decisions once (the generator may change later: the recorded file is what the tests read)."
-    from flexrl.steering import make_examples, split_paraphrases
+    from flexrl.steering import split_paraphrases
+    from flexrl.tune import make_examples
     train, held = split_paraphrases()
     ds = make_examples(N // 2, 777, train) + make_examples(N // 2 - 4, 778, held)
     out = [dict(obs=d.obs, instruction=d.instruction, feedback=d.feedback, history=[list(h) for h in d.history]) for d, _ in ds]
@@ -34,8 +35,8 @@ def make_decisions() -> list[dict]:
 
 def selectors(slow: bool = False) -> dict:
     "Name -> a fresh selector, as the package builds them."
-    from flexrl.steering import ScriptedSelector, RandomSelector, HFSelector, PromptTemplate, tiny_lm, default_selector
-    from flexrl.agent import FixedSelector
+    from flexrl.steering import ScriptedSelector, RandomSelector, FixedSelector, PromptTemplate
+    from flexrl.lm import HFSelector, tiny_lm, default_selector
     if slow:
         return {f'smollm2-{m}': (lambda m=m: default_selector(m)) for m in ('score', 'constrained', 'generate')}
     tiny = lambda mode, **kw: (lambda: HFSelector(*tiny_lm(0), mode, **kw))

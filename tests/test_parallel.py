@@ -53,12 +53,12 @@ def test_heads_that_do_not_divide_are_refused(tmp_path):
 
 def test_tp_server_answers_like_one_process(python):
     "`flexrl serve --tiny --tp 2`: /v1/select and /v1/completions as the tiny model in one process; SIGTERM ends every rank."
-    from flexrl.steering import HFSelector, tiny_lm
+    from flexrl.lm import HFSelector, tiny_lm
     from flexrl.serve import LM, lm_generate
     from flexrl.parallel import bench_decisions
     port = free_port()
     args = ['--tiny', '--seed', '0', '--tp', '2', '--port', str(port), '--log-level', 'warning', '--threads', '1', '--max-batch', '8']
-    proc = subprocess.Popen([python, '-c', f'from flexrl.serve import main; main({args!r})'], env=ENV,
+    proc = subprocess.Popen([python, '-c', f'from flexrl.cli import main; main(["serve", *{args!r}])'], env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url, H = f'http://127.0.0.1:{port}', {'Authorization': f'Bearer {TOKEN}'}
     try:
@@ -70,7 +70,7 @@ def test_tp_server_answers_like_one_process(python):
         assert [c['skill'] for c in r['choices']] == [c.skill for c in want]
         assert torch.allclose(torch.tensor([list(c['scores'].values()) for c in r['choices']]),
                               torch.tensor([list(c.scores.values()) for c in want]), atol=1e-4)
-        prompts = ['The ball is', local.prompt_text(ds[0])]
+        prompts = ['The ball is', local.prompt(ds[0])]
         r = httpx.post(f'{url}/v1/completions', json={'prompt': prompts, 'max_tokens': 6}, headers=H, timeout=120).json()
         lm = LM(local)
         gen = lm_generate(lm, [lm.encode(p) for p in prompts], [6, 6])

@@ -37,14 +37,17 @@ def server(python):
 
 
 def decisions(n=24, seed=7):
-    from flexrl.steering import make_examples, split_paraphrases
+    from flexrl.steering import split_paraphrases
+    from flexrl.tune import make_examples
     return [d for d, _ in make_examples(n, seed, split_paraphrases()[0])]
 
 
 def test_remote_selector_matches_local(server):
     "RemoteSelector against the server chooses what the local HFSelector chooses, with the same likelihoods."
     import torch
-    from flexrl.steering import HFSelector, RemoteSelector, SkillTrie, SKILLS, tiny_lm, prefix_kv, trie_logprobs
+    from flexrl.steering import SKILLS
+    from flexrl.lm import HFSelector, SkillTrie, tiny_lm, prefix_kv, trie_logprobs
+    from flexrl.remote import RemoteSelector
     model, tok = tiny_lm(seed=0)
     local, ds = HFSelector(model, tok), decisions()
     want = local.select(ds)
@@ -196,7 +199,8 @@ def test_agent_loop_through_remote_selector(server, tmp_path, monkeypatch):
     "The closed loop driven by RemoteSelector against the live server makes exactly the local selector's decisions."
     from flexrl.agent import run_episodes, default_tasks
     from flexrl.skills import default_library
-    from flexrl.steering import HFSelector, RemoteSelector, tiny_lm
+    from flexrl.lm import HFSelector, tiny_lm
+    from flexrl.remote import RemoteSelector
     monkeypatch.setenv('FLEXRL_HOME', str(tmp_path)); monkeypatch.delenv('MLFLOW_TRACKING_URI', raising=False)
     lib = default_library(overrides=['library=t', 'total_timesteps=1024', 'n_envs=2', 'eval_freq=100000', 'final_eval_episodes=1',
                                      'video_steps=0', 'progress=false', 'ppo.n_steps=64', 'ppo.batch_size=64', 'ppo.n_epochs=1'])

@@ -2,7 +2,8 @@
 import json
 import pytest
 from flexrl.core import load_params
-from flexrl.steering import TuneConfig, selector_asset
+from flexrl.tune import TuneConfig
+from flexrl.lm import selector_asset
 
 
 def test_params_file_fits_the_schema(root):

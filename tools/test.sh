@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (`make test`): notebooks clean, library and README in sync, nbdev_test, pytest tests/.
 # Exits non-zero on the first failure and when pytest collects no test.
-# FLEXRL_TEST_FLAGS="slow gpu" also runs the cells and tests carrying those flags.
+# FLEXRL_TEST_FLAGS="slow gpu" also runs the cells and tests carrying those flags; FLEXRL_TEST_FAST=1 (`make test-fast`)
+# leaves out the infra checks and the tests that need the infra tools (helm, terraform, checkov).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export BIN=$(pwd)/${VENV:-.venv}/bin
@@ -12,8 +13,11 @@ step() { printf '\n== %s\n' "$*"; }
 step "notebooks clean, library and README in sync"
 tools/check_sync.sh
 
-step "infra checks (Dockerfile, Helm chart, manifests, Terraform, checkov)"
-tools/infra.sh check
+FAST=${FLEXRL_TEST_FAST:-}
+if [ -z "$FAST" ]; then
+  step "infra checks (Dockerfile, Helm chart, manifests, Terraform, checkov)"
+  tools/infra.sh check
+fi
 
 step "nbdev_test ${FLAGS:+(flags: $FLAGS)}"
 # notebooks log and train into a throw-away home: the tests never touch your runs, skills or MLflow store
@@ -22,4 +26,5 @@ export FLEXRL_HOME=${FLEXRL_TEST_HOME:-$(mktemp -d -t flexrl-test-XXXX)}
 
 step "pytest tests/"
 marks=(); [[ " $FLAGS " == *" slow "* ]] || marks=(-m "not slow")
+[ -z "$FAST" ] || marks+=(--ignore tests/test_k8s.py --ignore tests/test_terraform.py --ignore tests/test_jobs.py)
 "$BIN/python" -m pytest tests/ "${marks[@]}" -p no:cacheprovider
