@@ -40,12 +40,15 @@ def _experiment_parsers(sub):
     r.add_argument('-f', '--params', type=Path, default=None, help="params YAML (default: the notebook's smoke-size defaults)")
     r.add_argument('overrides', nargs='*', help='key=value overrides; dotted keys reach into dict params: ppo.n_steps=64')
     r.add_argument('--parent-run-id', default=None, help='make the run a child of this MLflow run')
+    r.add_argument('--points', type=Path, default=None, help="run one entry of a sweep's points.json (a cluster sweep's pod)")
+    r.add_argument('--index', type=int, default=None, help='its entry (default: $JOB_COMPLETION_INDEX)')
     s = sub.add_parser('sweep', help='run a notebook over a grid or list of params, N at a time, as child runs of one MLflow run')
-    s.add_argument('notebook', help=nb_help)
+    s.add_argument('notebook', nargs='?', default=None, help=nb_help + ' (a rerun: default the sweep\'s)')
     s.add_argument('-f', '--sweep', type=Path, default=None, help='sweep YAML (params/sweeps/*.yaml)')
     s.add_argument('-p', '--params', type=Path, default=None, help="params YAML every run starts from (default: the sweep file's)")
     s.add_argument('-j', '--jobs', type=int, default=2, help='runs at a time (processes)')
     s.add_argument('overrides', nargs='*', help='Hydra-style overrides: key=a,b,c or key=range(0,4) sweep, key=v fixes')
+    _sweep_cluster_args(s)
     for x in (r, s):
         x.add_argument('--experiment', default=None, help="MLflow experiment (default: the notebook's name)")
         x.add_argument('--name', default=None, help='run name')
@@ -77,13 +80,19 @@ def _stop_on_sigterm():
 
 # %% ../nbs/90_cli.ipynb #6e4fcc90
 def _cmd_run(a):
-    from flexrl.runner import run_notebook
-    r = run_notebook(a.notebook, a.params, a.overrides, a.experiment, a.name, a.parent_run_id, a.timeout, progress=not a.no_progress)
+    from flexrl.runner import run_notebook, run_point
+    from flexrl.core import ParamsError
+    if a.points and (a.params or a.overrides): raise ParamsError('--points runs a resolved sweep point: no -f or overrides with it')
+    if a.points: r = run_point(a.notebook, a.points, a.index, a.experiment, a.name, a.parent_run_id, a.timeout, progress=not a.no_progress)
+    else: r = run_notebook(a.notebook, a.params, a.overrides, a.experiment, a.name, a.parent_run_id, a.timeout, progress=not a.no_progress)
     ms = ', '.join(f'{k} {v:.4g}' for k, v in sorted(r.metrics.items())[:8])
     print(f'run: {r.run_id} FINISHED; executed notebook {r.output}' + (f'; {ms}' if ms else ''))
 
 def _cmd_sweep(a):
     from flexrl.runner import sweep, print_runs
+    from flexrl.core import ParamsError
+    if a.submit or a.dry_run or a.rerun_failed or a.attach: return _cmd_sweep_cluster(a)
+    if not a.notebook: raise ParamsError('give the NOTEBOOK to sweep')
     print_runs(sweep(a.notebook, a.sweep, a.overrides, a.jobs, a.params, a.experiment, a.name, a.timeout, progress=not a.no_progress))
 
 def _cmd_runs(a):
@@ -109,7 +118,9 @@ def _submit_parser(sub):
     s.add_argument('--gpus', type=int, default=0, help='GPUs of the pod (its nvidia.com/gpu limit)')
     s.add_argument('--namespace', default=None, help="namespace (default: the kubeconfig context's, else default)")
     s.add_argument('--image', default=None, help="image repository[:tag] or repository@sha256:... (default: the chart's)")
-    s.add_argument('--tracking-uri', default=None, help="MLFLOW_TRACKING_URI of the run (default: the chart's)")
+    s.add_argument('--tracking-uri', default=None, help="MLFLOW_TRACKING_URI of the run (default: the values files', else the "
+                   "namespace's flexrl MLflow Service)")
+    s.add_argument('--local-store', action='store_true', help="log to the pod's own store, kept on the values' data.existingClaim")
     s.add_argument('-v', '--values', type=Path, action='append', default=[], metavar='FILE',
                    help="Helm values file with the cluster's settings, before the Job's own (repeatable); the options above win")
     s.add_argument('--name', default=None, help='release name (default: the notebook name, the time and a random suffix)')
@@ -122,10 +133,16 @@ def _submit_parser(sub):
 
 def _cmd_submit(a) -> int:
     "Render, create, follow and clean up a notebook Job; the exit code."
+    import contextlib
     from flexrl import jobs
     try:
         ns = a.namespace or jobs.kube_namespace(a.kubeconfig)
-        manifests = jobs.render_job(a.notebook, a.params, a.gpus, a.name, a.image, a.tracking_uri, ns, values_files=a.values)
+        with contextlib.ExitStack() as stack:  # the cluster is asked only to find its MLflow (nothing else given)
+            find = lambda: _discover(jobs, lambda: stack.enter_context(jobs.kube_client(a.kubeconfig)), ns)
+            jobs.job_inputs(a.notebook, a.params)  # a mistake in the notebook or params is named before the tracking server
+            uri = jobs.tracking_for(a.tracking_uri, jobs.check_values_files(a.values), find, a.local_store)
+        manifests = jobs.render_job(a.notebook, a.params, a.gpus, a.name, a.image, uri or None, ns, values_files=a.values,
+                                    local_store=a.local_store)
         if a.dry_run: print(jobs.to_yaml(manifests), end=''); return 0
         with jobs.kube_client(a.kubeconfig) as api:
             sub = jobs.submit(manifests, api, ns)
@@ -145,7 +162,156 @@ def _cmd_submit(a) -> int:
         print(f'flexrl submit: {e}', file=sys.stderr)
         return 1
 
-# %% ../nbs/90_cli.ipynb #81c1eda4
+# %% ../nbs/90_cli.ipynb #8f8c31cb
+def _sweep_cluster_args(s):
+    "The options of `flexrl sweep` that send it to a cluster."
+    s.add_argument('--submit', action='store_true', help='run the sweep on the cluster: one Indexed Job, a pod per point')
+    s.add_argument('--parallelism', type=int, default=None, help="pods at a time (default: the chart's sweep.parallelism)")
+    s.add_argument('--gpus', type=int, default=0, help='GPUs of each pod')
+    s.add_argument('--namespace', default=None, help="namespace (default: the kubeconfig context's, else default)")
+    s.add_argument('--image', default=None, help="image repository[:tag] or repository@sha256:... (default: the chart's)")
+    s.add_argument('--tracking-uri', default=None,
+                   help="the pods' MLflow (default: the values files', else the namespace's flexrl MLflow)")
+    s.add_argument('--client-tracking-uri', default=None, help='the same MLflow as reached from here (default: --tracking-uri)')
+    s.add_argument('-v', '--values', type=Path, action='append', default=[], metavar='FILE', help="Helm values file (repeatable)")
+    s.add_argument('--kubeconfig', default=None, help='kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)')
+    s.add_argument('--follow-timeout', type=float, default=None, help='seconds to follow the Job (it keeps running)')
+    s.add_argument('--interval', type=float, default=2.0, help='seconds between polls')
+    s.add_argument('--no-follow', action='store_true', help='create the Job and return (then --attach)')
+    s.add_argument('--cleanup', action='store_true', help='delete the finished Job and its ConfigMap')
+    s.add_argument('--dry-run', action='store_true', help='print the manifests; create nothing')
+    s.add_argument('--rerun-failed', default=None, metavar='PARENT_RUN_ID', help="rerun a cluster sweep's failed points, same parent")
+    s.add_argument('--attach', default=None, metavar='PARENT_RUN_ID', help="follow a cluster sweep's Job and close its parent run")
+
+# %% ../nbs/90_cli.ipynb #de8cdfe5
+def _cmd_sweep_cluster(a) -> int:
+    "A sweep on the cluster; errors as `main` reports them (mistakes `ParamsError`: 2, the cluster's `SweepError`: 1)."
+    import contextlib
+    from flexrl import jobs
+    from flexrl.runner import SweepError
+    from flexrl.core import ParamsError
+    try:
+        with contextlib.ExitStack() as stack:
+            apis = []
+            def api():
+                if not apis: apis.append(stack.enter_context(jobs.kube_client(a.kubeconfig)))
+                return apis[0]
+            return _sweep_on_cluster(a, jobs, api)
+    except jobs.JobError as e: raise SweepError(str(e)) from None
+    except ParamsError: raise
+    except ValueError as e: raise ParamsError(str(e)) from None
+
+# %% ../nbs/90_cli.ipynb #8b1bb0f3
+def _sweep_on_cluster(a, jobs, api) -> int:
+    "Check everything, open the parent run, create the Indexed Job, follow it (or attach to / rerun a sweep's)."
+    import json
+    from mlflow.tracking import MlflowClient
+    from flexrl import runner
+    from flexrl.core import ParamsError
+    ns = a.namespace or jobs.kube_namespace(a.kubeconfig)
+    values = jobs.check_values_files(a.values)
+    if a.rerun_failed or a.attach: return _sweep_again(a, jobs, api, ns, values)
+    if not a.notebook: raise ParamsError('give the NOTEBOOK to sweep (or --rerun-failed / --attach PARENT_RUN_ID)')
+    path, params, entries = runner.sweep_plan(a.notebook, a.sweep, a.overrides, a.params)
+    name = jobs.check_release(a.name or jobs.release_name(path))
+    uri = jobs.tracking_for(a.tracking_uri, values, lambda: _discover(jobs, api, ns))
+    render = lambda parent: jobs.render_sweep(path, entries, parent, name, name, a.parallelism, a.gpus, a.image, uri, ns,
+                                              values_files=values, experiment=a.experiment)
+    manifests = render('dry-run')  # every check before anything is created
+    if a.dry_run: print(jobs.to_yaml(manifests), end=''); return 0
+    client_uri = _reach_tracking(a, jobs, uri, ns)
+    jobs.check_cluster(api(), ns)
+    spec = jobs.job_objects(manifests)[1]['spec']
+    image = spec['template']['spec']['containers'][0]['image']
+    tags = {'flexrl.image': image, 'flexrl.namespace': ns, 'flexrl.tracking_uri': uri, 'flexrl.sweep.file': str(a.sweep or ''),
+            'flexrl.sweep.gpus': str(a.gpus),
+            'flexrl.sweep.grid': json.dumps(a.overrides)}
+    parent = runner.open_sweep(path, entries, a.experiment, name, params, spec['parallelism'], tags)
+    if a.sweep: MlflowClient().log_artifact(parent, str(a.sweep))  # the sweep file as given
+    return _launch(a, jobs, api, ns, parent, render(parent), [e['index'] for e in entries], client_uri)
+
+# %% ../nbs/90_cli.ipynb #e58272cf
+def _discover(jobs, api, ns: str) -> str | None:
+    "The namespace's flexrl MLflow Service URL, or `None` when there is none or no cluster configuration to ask."
+    try: return jobs.find_mlflow_service(api(), ns)
+    except FileNotFoundError: return None
+
+def _reach_tracking(a, jobs, uri: str, ns: str) -> str:
+    "The tracking URI the submitter uses (checked to answer), set as this process's `MLFLOW_TRACKING_URI`."
+    hint = (f'; give --client-tracking-uri, e.g. `kubectl -n {ns} port-forward svc/flexrl-mlflow 5000:5000` '
+            'and --client-tracking-uri http://127.0.0.1:5000')
+    os.environ['MLFLOW_TRACKING_URI'] = jobs.check_tracking_server(a.client_tracking_uri or uri, hint=hint)
+    return os.environ['MLFLOW_TRACKING_URI']
+
+def _launch(a, jobs, api, ns, parent, manifests, labels, client_uri) -> int:
+    "Create a sweep's Job under its open parent run, record it there, and follow it unless --no-follow."
+    import json
+    from mlflow.tracking import MlflowClient
+    cm, job = jobs.job_objects(manifests)
+    try: sub = jobs.submit(manifests, api(), ns)
+    except jobs.JobError:
+        MlflowClient().set_terminated(parent, 'FAILED'); raise
+    done = MlflowClient().get_run(parent).data.tags.get('flexrl.sweep.jobs')
+    for k, v in {'flexrl.sweep.release': sub.release, 'flexrl.sweep.job': sub.job, 'flexrl.sweep.configmap': sub.configmap,
+                 'flexrl.sweep.labels': json.dumps(labels), 'flexrl.sweep.jobs': ','.join(filter(None, [done, sub.job]))}.items():
+        MlflowClient().set_tag(parent, k, v)
+    print(f'flexrl sweep: job {sub.job} created in namespace {ns}: {len(labels)} points; parent run {parent} on {client_uri}', flush=True)
+    if a.no_follow: print(f'flexrl sweep: follow it with `flexrl sweep --attach {parent}`'); return 0
+    return _follow_and_close(a, jobs, api, sub, parent, labels)
+
+# %% ../nbs/90_cli.ipynb #72cbbccd
+def _follow_and_close(a, jobs, api, sub, parent, labels) -> int:
+    "Follow a sweep's Job, then close its parent run and print the summary; 0 when every point FINISHED."
+    from flexrl.runner import close_sweep, print_runs, SweepError
+    try: p = jobs.follow_sweep(sub, api(), a.follow_timeout, a.interval, labels=labels)
+    except KeyboardInterrupt:
+        print(f'flexrl sweep: detached; job {sub.job} keeps running and parent run {parent} stays RUNNING: '
+              f'`flexrl sweep --attach {parent}` follows it again', file=sys.stderr)
+        raise
+    if p.state == 'Timeout':
+        raise SweepError(f'stopped following job {sub.job} (it keeps running; parent run {parent} stays RUNNING): '
+                         f'flexrl sweep --attach {parent}')
+    status, bad, table = close_sweep(parent, [labels[k] for k in p.failed if k < len(labels)])
+    print_runs(table, title=f'sweep {parent}: {status}')
+    if a.cleanup: print(f"flexrl sweep: deleted {', '.join(jobs.cleanup(sub, api())) or 'nothing (already gone)'}")
+    if bad: raise SweepError(f'{len(bad)} of {len(table)} points failed ({", ".join(map(str, bad))}); parent run {parent} FAILED: '
+                             f'`flexrl sweep --rerun-failed {parent}` reruns them')
+    print(f'flexrl sweep: every point FINISHED; parent run {parent} FINISHED (`flexrl runs --parent {parent}`)')
+    return 0
+
+# %% ../nbs/90_cli.ipynb #b59d7d66
+def _sweep_again(a, jobs, api, ns, values) -> int:
+    "`--attach`: follow a sweep's Job and close its parent; `--rerun-failed`: a new Job over its failed points."
+    import json
+    from mlflow.tracking import MlflowClient
+    from flexrl import runner
+    from flexrl.core import ParamsError
+    parent = a.rerun_failed or a.attach
+    uri = jobs.tracking_for(a.tracking_uri, values, lambda: _discover(jobs, api, ns))
+    client_uri = _reach_tracking(a, jobs, uri, ns)
+    entries, run = runner.parent_points(parent), MlflowClient().get_run(parent)
+    tags, ns = run.data.tags, a.namespace or run.data.tags.get('flexrl.namespace') or ns
+    last = jobs.Submission(tags.get('flexrl.sweep.release', ''), ns, tags.get('flexrl.sweep.job', ''), tags.get('flexrl.sweep.configmap', ''))
+    if a.attach: return _follow_and_close(a, jobs, api, last, parent, json.loads(tags.get('flexrl.sweep.labels', '[]')))
+    if last.job and jobs.job_running(api(), last):
+        raise ParamsError(f'job {last.job} of sweep {parent} is still running: follow it with `flexrl sweep --attach {parent}`')
+    status = runner.point_statuses(parent)
+    failed = [e for e in entries if status.get(e['index']) != 'FINISHED']
+    if not failed:
+        print(f'flexrl sweep: no failed point in sweep {parent}: nothing to rerun'); runner.close_sweep(parent); return 0
+    notebook = a.notebook or tags['notebook']
+    release = jobs.check_release(a.name or jobs.release_name(notebook))
+    experiment = MlflowClient().get_experiment(run.info.experiment_id).name
+    gpus, image = a.gpus or int(tags.get('flexrl.sweep.gpus') or 0), a.image or tags.get('flexrl.image')  # as the sweep ran
+    manifests = jobs.render_sweep(notebook, failed, parent, run.info.run_name, release, a.parallelism, gpus, image,
+                                  tags.get('flexrl.tracking_uri') or uri, ns, values_files=values, experiment=experiment)
+    if a.dry_run: print(jobs.to_yaml(manifests), end=''); return 0
+    jobs.check_cluster(api(), ns)
+    runner.reopen_sweep(parent)
+    print(f"flexrl sweep: rerunning {len(failed)} failed point(s) of {len(entries)}: {', '.join(str(e['index']) for e in failed)}")
+    return _launch(a, jobs, api, ns, parent, manifests, [e['index'] for e in failed], client_uri)
+
+# %% ../nbs/90_cli.ipynb #c01ac625
 def _cmd_serve(args: list[str]) -> int:
     "`flexrl serve`: one process, or with `--tp N` N processes under torchrun, each running `python -m flexrl.parallel serve`."
     p = argparse.ArgumentParser(add_help=False); p.add_argument('--tp', type=int, default=1)

@@ -13,7 +13,8 @@ from omegaconf.errors import ConfigKeyError, ValidationError, OmegaConfBaseExcep
 
 # %% auto #0
 __all__ = ['project_root', 'Paths', 'get_paths', 'seed_everything', 'get_logger', 'ParamsError', 'did_you_mean', 'leaf_keys',
-           'parse_overrides', 'same_type', 'load_params', 'typed_params', 'params_hash']
+           'parse_overrides', 'same_type', 'config_groups', 'compose_params', 'load_params', 'typed_params',
+           'params_hash']
 
 # %% ../nbs/00_core.ipynb #ed866f1a
 def project_root() -> Path | None:
@@ -125,6 +126,82 @@ def _merge_typed(schema, parts: list[tuple[str, DictConfig]]) -> DictConfig:
             raise ParamsError(f"key '{e.full_key}' in {source}: {e.msg.splitlines()[0]}") from None
     return cfg
 
+# %% ../nbs/00_core.ipynb #fb9bc4c5
+def config_groups(folder: str | Path) -> dict[str, list[str]]:
+    "The config groups beside a params file: each sub-folder of `folder` with YAML files, and its options."
+    folder = Path(folder)
+    if not folder.is_dir(): return {}
+    return {d.name: sorted(f.stem for f in d.glob('*.yaml')) for d in sorted(folder.iterdir()) if d.is_dir() and any(d.glob('*.yaml'))}
+
+def _defaults_groups(cfg) -> dict[str, str]:
+    "The `group: option` entries of a config's `defaults` list."
+    out = {}
+    ds = cfg.get('defaults') if isinstance(cfg, (dict, DictConfig)) else None
+    for e in ds if isinstance(ds, (list, ListConfig)) else []:
+        if isinstance(e, (dict, DictConfig)):
+            for k, v in e.items(): out[str(k).removeprefix('override ').lstrip('/')] = v
+    return out
+
+# %% ../nbs/00_core.ipynb #bd4d0e37
+def _check_option(group: str, option, groups: dict[str, list[str]], source: str):
+    "Raise `ParamsError` unless `option` is an option of config group `group`."
+    if group not in groups:
+        raise ParamsError(f"unknown config group '{group}' in {source}{did_you_mean(group, groups)}; groups: {', '.join(groups) or 'none'}")
+    if str(option) not in groups[group]:
+        raise ParamsError(f"unknown option '{option}' for config group '{group}' in {source}{did_you_mean(str(option), groups[group])}; "
+                          f"valid options: {', '.join(groups[group])}")
+
+def _split_overrides(overrides: list[str], groups: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+    "The overrides Hydra must apply (`+`, `~`, a group's option) and the plain `key=value` ones."
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    hydra_ovs, plain = [], []
+    for o in overrides:
+        key = o.split('=', 1)[0].strip()
+        (hydra_ovs if key.startswith(('+', '~')) or key in groups else plain).append(o)
+    try: parsed = OverridesParser.create().parse_overrides(hydra_ovs)
+    except Exception as e: raise ParamsError(f'bad override: {str(e).splitlines()[0]}') from None
+    for s, p in zip(hydra_ovs, parsed):
+        if p.key_or_group in groups and not p.is_delete(): _check_option(p.key_or_group, p.value(), groups, f"override '{s}'")
+    return hydra_ovs, plain
+
+# %% ../nbs/00_core.ipynb #a5a5eaac
+def compose_params(path: str | Path | None = None,  # params YAML, maybe with a `defaults` list
+                   overrides: Iterable[str] = (),     # overrides in Hydra's grammar
+                  ) -> tuple[DictConfig | None, list[str]]:
+    "The params file composed with its config groups and Hydra overrides (hydra-core's compose API), and the plain overrides left."
+    overrides = list(overrides)
+    if path is not None:
+        path = Path(path)
+        if not path.exists(): raise ParamsError(f'params file not found: {path}')
+        loaded = OmegaConf.load(path)
+        if not isinstance(loaded, DictConfig): raise ParamsError(f'{path} must hold a mapping of keys to values')
+    folder = path.parent if path is not None else (project_root() or Path.cwd())/'params'
+    groups = config_groups(folder)
+    hydra_ovs, plain = _split_overrides(overrides, groups)
+    listed = _defaults_groups(loaded) if path is not None else {}
+    for g, opt in listed.items(): _check_option(g, opt, groups, f'the defaults of {path}')
+    composed = path is not None and isinstance(loaded.get('defaults'), ListConfig)  # a mapping named defaults is a plain key
+    if not hydra_ovs and not composed: return (loaded if path is not None else None), plain
+    if path is not None and 'defaults' in loaded and not composed:
+        raise ParamsError(f"key 'defaults' of {path} is not a list: Hydra overrides ({' '.join(hydra_ovs)}) need a defaults list or none")
+    hydra_ovs = [f'+{o}' if o.split('=', 1)[0] in groups and o.split('=', 1)[0] not in listed else o for o in hydra_ovs]
+    return _compose(folder, path.stem if path is not None else None, hydra_ovs), plain
+
+# %% ../nbs/00_core.ipynb #0c181504
+def _compose(folder: Path, name: str | None, overrides: list[str]) -> DictConfig:
+    "hydra-core's `compose` of config `name` in `folder` with `overrides`, as a plain (not struct) config."
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(Path(folder).resolve()), version_base=None):
+            cfg = compose(config_name=name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        what = f"{name or 'the config groups'} with {' '.join(overrides) or 'no overrides'}"
+        raise ParamsError(f'composing {what}: {str(e).splitlines()[0]}') from None
+    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+
 # %% ../nbs/00_core.ipynb #dc0db27f
 def load_params(path: str | Path | None = None,  # YAML file (omit to use only the schema's defaults)
                 overrides: Iterable[str] = (),     # CLI-style `key=value` overrides, applied after the file
@@ -132,17 +209,12 @@ def load_params(path: str | Path | None = None,  # YAML file (omit to use only t
                ) -> DictConfig:
     "Load a params YAML plus overrides into a struct-mode config; unknown or mistyped keys raise `ParamsError`."
     parts = []
-    if path is not None:
-        path = Path(path)
-        if not path.exists(): raise ParamsError(f'params file not found: {path}')
-        loaded = OmegaConf.load(path)
-        if not isinstance(loaded, DictConfig): raise ParamsError(f'{path} must hold a mapping of keys to values')
-        parts.append((str(path), loaded))
-    ov = list(overrides)
+    loaded, ov = compose_params(path, overrides)  # the file with its `defaults` composed, and the plain overrides left
+    if loaded is not None: parts.append((str(path) if path is not None else 'config groups', loaded))
     if ov: parts.append(('overrides ' + ' '.join(ov), parse_overrides(ov)))
     if schema is not None: cfg = _merge_typed(schema, parts)
     else:
-        if path is None: raise ParamsError('load_params needs a params file or a schema')
+        if not parts or parts[0][0].startswith('overrides'): raise ParamsError('load_params needs a params file or a schema')
         cfg = parts[0][1]
         for source, part in parts[1:]:
             _check_against(cfg, part, source)

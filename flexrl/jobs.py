@@ -14,9 +14,12 @@ from urllib3.exceptions import HTTPError
 from .core import ParamsError, project_root
 
 # %% auto #0
-__all__ = ['INFRA_HINT', 'MAX_RELEASE', 'find_helm', 'default_chart', 'release_name', 'check_release', 'job_inputs',
-           'image_values', 'job_values', 'JobError', 'check_values_files', 'helm_template', 'render_job', 'to_yaml',
-           'job_objects', 'kube_client', 'kube_namespace', 'Submission', 'submit', 'job_state', 'follow', 'cleanup']
+__all__ = ['INFRA_HINT', 'MAX_RELEASE', 'TRACKING_HINT', 'find_helm', 'default_chart', 'release_name', 'check_release',
+           'checkout_notebook', 'job_inputs', 'image_values', 'job_values', 'JobError', 'check_values_files',
+           'chart_values', 'NoTrackingServer', 'tracking_for', 'helm_template', 'render_job', 'to_yaml', 'job_objects',
+           'kube_client', 'kube_namespace', 'Submission', 'submit', 'job_state', 'follow', 'cleanup',
+           'find_mlflow_service', 'check_tracking_server', 'check_cluster', 'sweep_values', 'check_sweep_size',
+           'render_sweep', 'index_set', 'SweepProgress', 'sweep_progress', 'follow_sweep', 'job_running']
 
 # %% ../nbs/10_jobs.ipynb #b373e9dd
 INFRA_HINT = 'run `tools/infra.sh install` (it puts helm in .venv-infra/bin/helm), put helm on the PATH or set FLEXRL_HELM'
@@ -54,23 +57,31 @@ def check_release(name: str) -> str:
                          f"starting and ending with a letter or digit, at most {MAX_RELEASE} characters")
     return name
 
+# %% ../nbs/10_jobs.ipynb #603457f1
+def checkout_notebook(notebook: str | Path,  # notebook path or name (`flexrl.runner.find_notebook`)
+                     ) -> str:
+    "The notebook's path in the checkout (what the image has), found as `flexrl run` finds it; a `ValueError` elsewhere."
+    from flexrl.runner import find_notebook
+    nb, root = find_notebook(notebook), (project_root() or Path.cwd()).resolve()
+    if not nb.is_relative_to(root/'nbs'):
+        raise ValueError(f"notebook {nb} is not in {root/'nbs'}: the Job's image only has the checkout's nbs/")
+    return nb.relative_to(root).as_posix()
+
 # %% ../nbs/10_jobs.ipynb #c29e4093
 def job_inputs(notebook: str | Path,     # notebook path or name (`flexrl.runner.find_notebook`)
                params_file: str | Path,  # params YAML
               ) -> tuple[str, str]:
     "The notebook's path in the checkout and the params file's text, both checked as `flexrl run` checks them."
-    from flexrl.runner import find_notebook, load_notebook, resolve_params
-    nb, root = find_notebook(notebook), (project_root() or Path.cwd()).resolve()
-    if not nb.is_relative_to(root/'nbs'):
-        raise ValueError(f"notebook {nb} is not in {root/'nbs'}: the Job's image only has the checkout's nbs/")
+    from flexrl.runner import load_notebook, resolve_params
+    nb = checkout_notebook(notebook)
     path = Path(params_file)
     if not path.is_file(): raise FileNotFoundError(f'params file not found: {path}')
     text = path.read_text()
     try: data = yaml.safe_load(text)
     except yaml.YAMLError as e: raise ParamsError(f'params file {path} is not valid YAML: {e}') from None
     if not isinstance(data, (dict, type(None))): raise ParamsError(f'params file {path} must be a mapping of parameter names to values, not a {type(data).__name__}')
-    resolve_params(load_notebook(nb)[1], path)
-    return nb.relative_to(root).as_posix(), text
+    resolve_params(load_notebook((project_root() or Path.cwd())/nb)[1], path)
+    return nb, text
 
 # %% ../nbs/10_jobs.ipynb #2c6ced22
 def image_values(image: str) -> dict[str, str]:
@@ -111,6 +122,46 @@ def check_values_files(paths: list[str | Path]) -> list[Path]:
         if not isinstance(data, (dict, type(None))): raise ValueError(f'values file {path} must be a mapping of Helm values, not a {type(data).__name__}')
     return paths
 
+# %% ../nbs/10_jobs.ipynb #8ed71ccf
+def _merge(base: dict, over: dict) -> dict:
+    "`over` merged into a copy of `base` as helm merges values files (mappings key by key, the rest replaced)."
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items(): out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+def chart_values(values_files: list[str | Path] = (),  # values files (checked with `check_values_files`)
+                 chart: str | Path | None = None,       # Helm chart (default: `default_chart()`)
+                ) -> dict:
+    "The chart's `values.yaml` with the values files merged over it in order."
+    values = yaml.safe_load((Path(chart or default_chart())/'values.yaml').read_text()) or {}
+    for f in check_values_files(values_files): values = _merge(values, yaml.safe_load(Path(f).read_text()) or {})
+    return values
+
+# %% ../nbs/10_jobs.ipynb #3bbc8e6a
+class NoTrackingServer(ValueError):
+    "A Job or sweep would log to the pod's own store and lose its runs with the pod."
+
+TRACKING_HINT = ('give --tracking-uri URI, set mlflow.trackingUri in a --values file, or install this chart with its MLflow '
+                 '(mlflow.enabled) in the namespace; --local-store with data.existingClaim keeps the pod\'s own store on a claim')
+
+def tracking_for(tracking_uri: str | None = None,       # the flag
+                 values_files: list[str | Path] = (),   # the cluster's values files
+                 discover=None,                         # called for the namespace's MLflow URL when nothing else gives one
+                 local_store: bool = False,             # the pod's embedded store, on data.existingClaim
+                 chart: str | Path | None = None,       # Helm chart
+                ) -> str:
+    "The tracking URI a submitted Job's pods log to ('' for `local_store`); `NoTrackingServer` when there is none."
+    values = chart_values(values_files, chart)
+    if local_store:
+        if tracking_uri: raise ValueError('--local-store and --tracking-uri exclude each other')
+        if not (values.get('data') or {}).get('existingClaim'):
+            raise NoTrackingServer('--local-store needs data.existingClaim (a PersistentVolumeClaim) in a --values file: '
+                                   "on the pod's emptyDir the runs are lost with the pod")
+        return ''
+    uri = tracking_uri or (values.get('mlflow') or {}).get('trackingUri') or (discover() if discover else None)
+    if not uri: raise NoTrackingServer(f"no tracking server for the Job: its runs would be lost with the pod; {TRACKING_HINT}")
+    return uri
+
 # %% ../nbs/10_jobs.ipynb #5ac4c097
 def helm_template(release: str, values: dict, chart: str | Path | None = None, namespace: str = 'default',
                   values_files: list[str | Path] = (),  # values files given before `values`, which wins over them
@@ -134,12 +185,14 @@ def render_job(notebook: str | Path,          # notebook path or name, as for `f
                namespace: str = 'default',    # namespace the manifests are rendered for
                chart: str | Path | None = None,  # Helm chart (default: `default_chart()`)
                values_files: list[str | Path] = (),  # extra Helm values files (a cluster's), applied before the Job's own
+               local_store: bool = False,     # log to the pod's own store, on the values' data.existingClaim
               ) -> list[dict]:
     "The chart's ConfigMap and Job that run `notebook` with `params_file`, checked before anything is rendered."
     path, text = job_inputs(notebook, params_file)
     values_files = check_values_files(values_files)
     release = check_release(release or release_name(path))
-    return helm_template(release, job_values(path, text, gpus, image, tracking_uri), chart, namespace, values_files)
+    uri = tracking_for(tracking_uri, values_files, None, local_store, chart)
+    return helm_template(release, job_values(path, text, gpus, image, uri), chart, namespace, values_files)
 
 # %% ../nbs/10_jobs.ipynb #231d2225
 def to_yaml(manifests: list[dict]) -> str:
@@ -300,3 +353,176 @@ def cleanup(sub: Submission, api: kube.ApiClient) -> list[str]:
         except JobError as e:
             if e.status != 404: raise
     return deleted
+
+# %% ../nbs/10_jobs.ipynb #dd168876
+def find_mlflow_service(api: kube.ApiClient,  # Kubernetes API client
+                        namespace: str,       # namespace to look in
+                       ) -> str | None:
+    "The in-cluster URL of this chart's MLflow Service in `namespace` (the first by name), else `None`."
+    sel = {'app.kubernetes.io/part-of': 'flexrl', 'app.kubernetes.io/component': 'mlflow'}
+    with _api(f'listing services in {namespace}'):
+        items = kube.CoreV1Api(api).list_namespaced_service(namespace, label_selector=','.join(f'{k}={v}' for k, v in sel.items())).items
+    mine = sorted((s for s in items if sel.items() <= (s.metadata.labels or {}).items()), key=lambda s: s.metadata.name)
+    if not mine: return None
+    ports = mine[0].spec.ports or []
+    port = next((p.port for p in ports if p.name == 'http'), ports[0].port if ports else 5000)
+    return f'http://{mine[0].metadata.name}.{namespace}.svc:{port}'
+
+# %% ../nbs/10_jobs.ipynb #36d0119b
+def check_tracking_server(uri: str,            # MLflow tracking URI
+                          timeout: float = 10, # seconds
+                          hint: str = '',      # how to reach it otherwise
+                         ) -> str:
+    "`uri` when its MLflow server answers from this machine, else `NoTrackingServer` saying how to reach it."
+    if not uri.startswith(('http://', 'https://')): return uri
+    from mlflow.tracking import MlflowClient
+    old = {k: os.environ.get(k) for k in ('MLFLOW_HTTP_REQUEST_MAX_RETRIES', 'MLFLOW_HTTP_REQUEST_TIMEOUT')}
+    os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES='0', MLFLOW_HTTP_REQUEST_TIMEOUT=str(int(timeout)))
+    try: MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as e:
+        raise NoTrackingServer(f'cannot reach the tracking server {uri} from here ({type(e).__name__}){hint}') from None
+    finally:
+        for k, v in old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+    return uri
+
+def check_cluster(api: kube.ApiClient, namespace: str):
+    "A `JobError` unless the Kubernetes API answers a read of the namespace's Jobs."
+    with _api(f'reading jobs in {namespace}'): kube.BatchV1Api(api).list_namespaced_job(namespace, limit=1)
+
+# %% ../nbs/10_jobs.ipynb #42110d6d
+def sweep_values(notebook: str,                    # notebook path in the checkout
+                 points_json: str,                 # the points file's text
+                 parent_run_id: str,               # the sweep's parent MLflow run
+                 run_name: str,                    # its name: the points run as `<run_name>-<index>`
+                 parallelism: int | None = None,   # pods at a time (default: the chart's)
+                 gpus: int = 0,                    # GPUs of each pod
+                 image: str | None = None,         # image (default: the chart's)
+                 tracking_uri: str | None = None,  # MLFLOW_TRACKING_URI of the pods
+                 experiment: str | None = None,    # MLflow experiment of the point runs
+                ) -> dict:
+    "The chart values that render one sweep: its points ConfigMap and Indexed Job."
+    if gpus < 0: raise ValueError(f'gpus must be >= 0, got {gpus}')
+    if parallelism is not None and parallelism < 1: raise ValueError(f'parallelism must be >= 1, got {parallelism}')
+    sweep = {'enabled': True, 'notebook': notebook, 'pointsJson': points_json, 'parentRunId': parent_run_id,
+             'runName': run_name, 'experiment': experiment or '', 'gpus': int(gpus)}
+    if parallelism is not None: sweep['parallelism'] = int(parallelism)
+    values = {'sweep': sweep, 'job': {'enabled': False}, 'inference': {'enabled': False}, 'mlflow': {'enabled': False}}
+    if tracking_uri: values['mlflow']['trackingUri'] = tracking_uri
+    if image: values['image'] = image_values(image)
+    return values
+
+def check_sweep_size(n: int, values_files: list[str | Path] = (), chart: str | Path | None = None) -> int:
+    "`n` when a sweep of `n` points is allowed (1 to `sweep.maxPoints`), else a `ParamsError` naming the limit."
+    limit = int(chart_values(values_files, chart)['sweep']['maxPoints'])
+    if n < 1: raise ParamsError('the sweep has no points: its grid or runs are empty')
+    if n > limit: raise ParamsError(f'the sweep has {n} points, more than sweep.maxPoints ({limit}): split the grid or raise '
+                                    'sweep.maxPoints in a --values file')
+    return n
+
+# %% ../nbs/10_jobs.ipynb #bd07e978
+def render_sweep(notebook: str | Path,               # notebook path or name, as for `flexrl run`
+                 entries: list[dict],                 # the points (`flexrl.runner.sweep_entries`)
+                 parent_run_id: str,                  # the sweep's parent run
+                 run_name: str | None = None,         # the parent's name (default: the release)
+                 release: str | None = None,          # release name (default: `release_name(notebook)`)
+                 parallelism: int | None = None,      # pods at a time
+                 gpus: int = 0,                       # GPUs of each pod
+                 image: str | None = None,            # image `repository[:tag]` or `repository@sha256:...`
+                 tracking_uri: str | None = None,     # MLFLOW_TRACKING_URI of the pods (else the values files')
+                 namespace: str = 'default',          # namespace the manifests are rendered for
+                 chart: str | Path | None = None,     # Helm chart
+                 values_files: list[str | Path] = (), # the cluster's values files
+                 experiment: str | None = None,       # MLflow experiment of the point runs
+                ) -> list[dict]:
+    "The chart's points ConfigMap and Indexed Job that run every entry of a sweep, checked before helm runs."
+    path, values_files = checkout_notebook(notebook), check_values_files(values_files)
+    check_sweep_size(len(entries), values_files, chart)
+    release = check_release(release or release_name(path))
+    uri = tracking_for(tracking_uri, values_files, chart=chart)
+    values = sweep_values(path, json.dumps(entries), parent_run_id, run_name or release, parallelism, gpus, image, uri, experiment)
+    return helm_template(release, values, chart, namespace, values_files)
+
+# %% ../nbs/10_jobs.ipynb #37906cb0
+def index_set(text: str | None) -> frozenset[int]:
+    "The indexes of an Indexed Job's `completedIndexes` or `failedIndexes` ('1,3-5') as a set."
+    out = set()
+    for part in filter(None, (text or '').split(',')):
+        lo, _, hi = part.partition('-')
+        out |= set(range(int(lo), int(hi or lo) + 1))
+    return frozenset(out)
+
+@dataclasses.dataclass(frozen=True)
+class SweepProgress:
+    "Where an Indexed Job is: its points that succeeded and failed, the pods running, its state."
+    total: int                 # completions
+    succeeded: frozenset[int]  # indexes
+    failed: frozenset[int]     # indexes
+    active: int                # pods running
+    state: str                 # `job_state`, or Timeout / Deleted
+    def __str__(self):
+        bad = f" ({','.join(map(str, sorted(self.failed)))})" if self.failed else ''
+        return f'{len(self.succeeded)}/{self.total} succeeded, {len(self.failed)} failed{bad}, {self.active} running'
+
+def sweep_progress(job: kube.V1Job) -> SweepProgress:
+    "The progress of an Indexed Job from its spec and status."
+    st = job.status or kube.V1JobStatus()
+    return SweepProgress(job.spec.completions or 0, index_set(st.completed_indexes), index_set(st.failed_indexes),
+                         st.active or 0, job_state(job))
+
+# %% ../nbs/10_jobs.ipynb #b6167a46
+def _index_log(core: kube.CoreV1Api, sub: Submission, index: int, lines: int) -> tuple[str, list[str]]:
+    "The newest pod of one index of an Indexed Job and the last `lines` lines of its log."
+    sel = {'job-name': sub.job, 'batch.kubernetes.io/job-completion-index': str(index)}
+    pods = core.list_namespaced_pod(sub.namespace, label_selector=','.join(f'{k}={v}' for k, v in sel.items())).items
+    pods = sorted((p for p in pods if sel.items() <= (p.metadata.labels or {}).items()),
+                  key=lambda p: (str(p.metadata.creation_timestamp or ''), p.metadata.name))
+    if not pods: return '', []
+    name = pods[-1].metadata.name
+    try: text = core.read_namespaced_pod_log(name, sub.namespace, tail_lines=lines, _preload_content=False).data.decode(errors='replace')
+    except ApiException: text = ''
+    return name, text.rstrip('\n').split('\n')[-lines:] if text.strip() else []
+
+# %% ../nbs/10_jobs.ipynb #e48f18b3
+def follow_sweep(sub: Submission,               # the submitted sweep (`submit` of `render_sweep`'s manifests)
+                 api: kube.ApiClient,           # Kubernetes API client
+                 timeout: float | None = None,  # stop following after this many seconds
+                 interval: float = 2.0,         # seconds between polls
+                 out: TextIO | None = None,     # where to print (default: stdout)
+                 labels: list[int] | None = None,  # the point each Job index runs (default: the index)
+                 tail: int = 10,                # log lines shown of a failed point's pod
+                ) -> SweepProgress:
+    "Poll an Indexed Job until it finishes, printing its progress and each failed point's last log lines; its last progress."
+    out, batch, core = out or sys.stdout, kube.BatchV1Api(api), kube.CoreV1Api(api)
+    start, last, shown = time.monotonic(), None, set()
+    name = lambda k: labels[k] if labels and k < len(labels) else k
+    while True:
+        try:
+            with _api(f'reading job {sub.job}'): p = sweep_progress(batch.read_namespaced_job(sub.job, sub.namespace))
+        except JobError as e:
+            if e.status != 404: raise
+            p = dataclasses.replace(last, state='Deleted') if last else SweepProgress(0, frozenset(), frozenset(), 0, 'Deleted')
+        done = p.state not in ('Pending', 'Running')
+        if not done and timeout is not None and time.monotonic() - start > timeout:
+            p, done = dataclasses.replace(p, state='Timeout'), True
+        if last is None or (p.state, str(p)) != (last.state, str(last)) or done:
+            print(f'[{time.monotonic() - start:6.1f}s] sweep {sub.job}: {p.state}: {p}', file=out, flush=True)
+        for k in sorted(p.failed - shown) if p.state != 'Deleted' else []:
+            with _api(f'reading the log of point {name(k)}'): pod, lines = _index_log(core, sub, k, tail)
+            print(f'--- point {name(k)} failed' + (f'; the last lines of pod {pod}:' if lines else ' (no log)'), file=out)
+            for line in lines: print(f'    {line}', file=out)
+            shown.add(k)
+        if done: return p
+        last = p
+        time.sleep(interval)
+
+# %% ../nbs/10_jobs.ipynb #5194827c
+def job_running(api: kube.ApiClient, sub: Submission) -> bool:
+    "Is the submitted Job still there and not finished?"
+    try:
+        with _api(f'reading job {sub.job}'): job = kube.BatchV1Api(api).read_namespaced_job(sub.job, sub.namespace)
+        return job_state(job) in ('Pending', 'Running')
+    except JobError as e:
+        if e.status == 404: return False
+        raise

@@ -16,15 +16,18 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf, DictConfig, MISSING
 from omegaconf.errors import OmegaConfBaseException
 from .core import get_paths, get_logger, project_root, load_params, parse_overrides, ParamsError, leaf_keys, same_type, did_you_mean
+from .core import compose_params
 from .tracking import init_store, start_run, retry_locked, log_file, log_figure, tracking_uri, is_embedded
+from .tracking import get_experiment, flatten, git_sha
 
 log = get_logger('runner')
 
 # %% auto #0
 __all__ = ['log', 'SWEEP_KEYS', 'parameters_cell', 'NotebookParam', 'notebook_params', 'load_notebook', 'find_notebook',
            'params_schema', 'resolve_params', 'output_path', 'to_html', 'NotebookError', 'failed_cell', 'NotebookRun',
-           'run_notebook', 'load_sweep', 'sweep_points', 'runs_table', 'plot_runs', 'to_markdown', 'SweepError',
-           'sweep', 'ui_command', 'print_runs']
+           'run_notebook', 'load_sweep', 'sweep_points', 'point_tags', 'sweep_entries', 'runs_table', 'plot_runs',
+           'to_markdown', 'SweepError', 'sweep_plan', 'sweep', 'load_points', 'point_index', 'run_point', 'open_sweep',
+           'parent_points', 'point_statuses', 'close_sweep', 'reopen_sweep', 'ui_command', 'print_runs']
 
 # %% ../nbs/07_runner.ipynb #f9e8ad71
 def _only_assignments(src: str) -> bool:
@@ -166,8 +169,9 @@ def resolve_params(params: dict[str, NotebookParam],  # a notebook's parameters 
     "Every parameter's value after the file and overrides; an unknown key or wrong type raises `ParamsError` naming it."
     overrides = list(overrides)
     cfg = load_params(path, overrides, schema=params_schema(params))
-    if path is not None: _check_nested(params, OmegaConf.load(path), str(path))
-    if overrides: _check_nested(params, parse_overrides(overrides), 'overrides ' + ' '.join(overrides))
+    base, plain = compose_params(path, overrides)  # the file composed with its config groups; the plain key=value left
+    if base is not None: _check_nested(params, base, str(path or 'config groups'))
+    if plain: _check_nested(params, parse_overrides(plain), 'overrides ' + ' '.join(plain))
     try: out = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     except OmegaConfBaseException as e: raise ParamsError(f"key '{e.full_key}': {str(e).splitlines()[0]}") from None
     return {k: v for k, v in out.items() if v != MISSING}
@@ -278,13 +282,14 @@ def run_notebook(notebook: str | Path,                  # notebook path or name 
                  execution_timeout: float | None = None,  # seconds any one cell may take
                  progress: bool = True,                   # papermill's progress bar
                  kernel: str = 'python3',                 # Jupyter kernel
+                 tags: dict[str, str] | None = None,      # extra tags (a sweep point's index and values)
                 ) -> NotebookRun:
     "Execute a notebook with papermill as one MLflow run; if it fails, the run is FAILED and `NotebookError` raised."
     path = find_notebook(notebook)
     src, specs = load_notebook(path)
     cfg = resolve_params(specs, params, overrides)  # mistakes stop here: no run, no kernel
     changed = {k: v for k, v in cfg.items() if specs[k].default is MISSING or v != specs[k].default}
-    tags = {'notebook': _shown(path), 'mlflow.source.name': _shown(path), 'flexrl.kind': 'notebook'}
+    tags = {'notebook': _shown(path), 'mlflow.source.name': _shown(path), 'flexrl.kind': 'notebook', **(tags or {})}
     if parent_run_id: tags['mlflow.parentRunId'] = parent_run_id
     uri, name = init_store(), run_name or f"{path.stem}-{time.strftime('%m%d-%H%M%S')}"
     with start_run(experiment or path.stem, name, params=cfg, tags=tags, nested=mlflow.active_run() is not None) as run:
@@ -335,10 +340,13 @@ def _axes(grid: dict, overrides: Iterable[str]) -> list[list[tuple[str, Any]]]:
     except Exception as e: raise ParamsError(f'bad sweep override: {str(e).splitlines()[0]}') from None
     for s, o in zip(strs, parsed):
         k = o.key_or_group
-        if o.is_add() or o.is_delete(): raise ParamsError(f"override '{s}': '+' and '~' are not supported")
+        if o.is_add() or o.is_delete():
+            raise ParamsError(f"override '{s}': '+' and '~' are not supported in a sweep (use them with flexrl run or in a params file)")
         if o.is_sweep_override() and not o.is_discrete_sweep():
             raise ParamsError(f"key '{k}': only discrete sweeps (a,b,c / choice(...) / range(...)) can run, got '{s}'")
         axes[k] = list(o.sweep_iterator(transformer=Transformer.identity)) if o.is_sweep_override() else [o.value()]
+    if empty := [k for k, vs in axes.items() if not vs]:
+        raise ParamsError(f"key '{empty[0]}': the grid has no values for it (empty sweep)")
     return [[(k, v) for v in vs] for k, vs in axes.items()]
 
 # %% ../nbs/07_runner.ipynb #42db2e60
@@ -354,6 +362,24 @@ def sweep_points(spec: dict | None = None,          # a sweep file's content (`l
 def _as_overrides(point: dict[str, Any]) -> list[str]:
     "A sweep point as `key=value` overrides for `resolve_params` (values in JSON, which YAML reads back)."
     return [f'{k}={json.dumps(v)}' for k, v in point.items()]
+
+# %% ../nbs/07_runner.ipynb #d6076327
+def point_tags(index: int,                 # the point's index in its sweep
+               point: dict[str, Any],      # its swept values
+              ) -> dict[str, str]:
+    "The tags of a sweep point's run: its index, its values as JSON, and one tag per value."
+    return {'flexrl.sweep.index': str(index), 'flexrl.sweep.point': json.dumps(point, sort_keys=True),
+            **{f'flexrl.point.{k}': json.dumps(v) for k, v in point.items()}}
+
+# %% ../nbs/07_runner.ipynb #c7c7e4df
+def sweep_entries(path: Path,                      # the notebook
+                  points: list[dict[str, Any]],     # its sweep's points (`sweep_points`)
+                  params: str | Path | None = None, # params YAML every point starts from
+                 ) -> list[dict[str, Any]]:
+    "Every point as `{index, point, params}`: its swept values and all the notebook's resolved params, each checked."
+    if not points: raise ParamsError('the sweep has no points: its grid or runs are empty')
+    specs = load_notebook(path)[1]
+    return [{'index': i, 'point': p, 'params': resolve_params(specs, params, _as_overrides(p))} for i, p in enumerate(points)]
 
 # %% ../nbs/07_runner.ipynb #ecf839e4
 def _experiment_id(client: MlflowClient, name: str) -> str:
@@ -426,10 +452,10 @@ def _redirect_fds(f):
         for fd, s in zip((1, 2), saved): os.dup2(s, fd); os.close(s)
 
 def _point(notebook: str, params: str | None, overrides: list[str], experiment: str, run_name: str,
-           parent: str, timeout: float | None, logfile: str) -> str:
+           parent: str, timeout: float | None, logfile: str, tags: dict | None = None) -> str:
     "Run one point of a sweep in a worker process, its output into `logfile`; return '' or the error."
     with open(logfile, 'w') as f, _redirect_fds(f):
-        try: run_notebook(notebook, params, overrides, experiment, run_name, parent, timeout, progress=False); return ''
+        try: run_notebook(notebook, params, overrides, experiment, run_name, parent, timeout, progress=False, tags=tags); return ''
         except Exception as e:
             print(f'{type(e).__name__}: {e}', file=sys.stderr)
             return str(e).splitlines()[0]
@@ -444,18 +470,19 @@ def _run_points(path: Path, points: list[dict], params, experiment: str, name: s
     ctx, errors = multiprocessing.get_context('spawn'), {}
     with ProcessPoolExecutor(max(1, min(jobs, len(points))), mp_context=ctx) as pool:
         futs = {pool.submit(worker, str(path), params and str(params), _as_overrides(p), experiment, f'{name}-{i:02d}',
-                            parent, timeout, str(folder/f'{name}-{i:02d}.log')): f'{name}-{i:02d}' for i, p in enumerate(points)}
+                            parent, timeout, str(folder/f'{name}-{i:02d}.log'), point_tags(i, p)): f'{name}-{i:02d}' for i, p in enumerate(points)}
         for f in tqdm(as_completed(futs), total=len(futs), desc=name, unit='run', disable=not progress):
             if err := f.result(): errors[futs[f]] = err
     return errors
 
 # %% ../nbs/07_runner.ipynb #0c38ffed
 def _summarise(parent: str, keys: list[str], folder: Path) -> pd.DataFrame:
-    "Write, log and return the table of a sweep's children, with its comparison plot."
+    "Write, log to the active run and return the table of a sweep's children (a point's newest run), with its plot."
     import matplotlib.pyplot as plt
     t = runs_table(parent_run_id=parent, params=keys, max_results=10_000)
     metrics = t.attrs['metrics']
-    t = t.sort_values('run').reset_index(drop=True).drop(columns='experiment'); t.attrs.update(metrics=metrics)
+    t = t.drop_duplicates('run').sort_values('run').reset_index(drop=True).drop(columns='experiment')  # newest run per point
+    t.attrs.update(metrics=metrics)
     t.to_csv(folder/'summary.csv', index=False); (folder/'summary.md').write_text(to_markdown(t))
     for f in ('summary.csv', 'summary.md'): log_file(folder/f)
     fig = plot_runs(t); fig.savefig(folder/'comparison.png', dpi=100); log_figure(fig, 'comparison.png'); plt.close(fig)
@@ -477,6 +504,18 @@ def _sweep_info(path: Path, params, points: list[dict], jobs: int) -> dict:
     return {'notebook': _shown(path), 'params': str(params or ''), 'jobs': jobs, 'n_runs': len(points),
             'swept': {k: list(dict.fromkeys(json.dumps(v) for v in vs)) for k, vs in swept.items()}}
 
+# %% ../nbs/07_runner.ipynb #54c51089
+def sweep_plan(notebook: str | Path,                  # notebook path or name
+               spec: str | Path | dict | None = None,  # sweep YAML (or its content)
+               overrides: Iterable[str] = (),          # Hydra-style overrides (`key=a,b,c` sweeps)
+               params: str | Path | None = None,       # params YAML every run starts from (default: the sweep's `params`)
+              ) -> tuple[Path, Path | None, list[dict[str, Any]]]:
+    "A sweep's notebook, params file and checked points (`sweep_entries`): what `sweep` and a cluster sweep run."
+    path = find_notebook(notebook)
+    spec = load_sweep(spec) if isinstance(spec, (str, Path)) else (spec or {})
+    params = _find_file(params or spec['params']) if (params or spec.get('params')) else None
+    return path, params, sweep_entries(path, sweep_points(spec, overrides), params)
+
 # %% ../nbs/07_runner.ipynb #60bb5e4e
 def sweep(notebook: str | Path,                  # notebook path or name
           spec: str | Path | dict | None = None,  # sweep YAML (or its content)
@@ -489,22 +528,123 @@ def sweep(notebook: str | Path,                  # notebook path or name
           progress: bool = True,                  # progress bar over runs
          ) -> pd.DataFrame:
     "Run a notebook at every point of a sweep as child runs of one MLflow run, `jobs` at a time; return the summary."
-    path = find_notebook(notebook)
-    spec = load_sweep(spec) if isinstance(spec, (str, Path)) else (spec or {})
-    params = _find_file(params or spec['params']) if (params or spec.get('params')) else None
-    points = sweep_points(spec, overrides)
-    specs = load_notebook(path)[1]
-    for p in points: resolve_params(specs, params, _as_overrides(p))  # every run is checked before any starts
+    path, params, entries = sweep_plan(notebook, spec, overrides, params)  # every run is checked before any starts
+    points = [e['point'] for e in entries]
     name = name or f"{path.stem}-sweep-{time.strftime('%m%d-%H%M%S')}"
     (folder := get_paths().runs/'sweeps'/path.stem/name).mkdir(parents=True, exist_ok=True)
-    tags = {'notebook': _shown(path), 'mlflow.source.name': _shown(path), 'flexrl.kind': 'sweep'}
+    tags = {'notebook': _shown(path), 'mlflow.source.name': _shown(path), 'flexrl.kind': 'sweep', 'flexrl.sweep.size': str(len(points))}
     with start_run(experiment or path.stem, name, params=_sweep_info(path, params, points, jobs), tags=tags) as run:
+        retry_locked(mlflow.log_text)(json.dumps(entries, indent=1), 'points.json')
         errors = _run_points(path, points, params, experiment or path.stem, name, run.info.run_id, folder, jobs, execution_timeout, progress)
         table = _summarise(run.info.run_id, list(dict.fromkeys(k for p in points for k in p)), folder)
         retry_locked(mlflow.log_metrics)({'runs_finished': len(points) - len(errors), 'runs_failed': len(errors)})
         if errors: raise SweepError(f'{len(errors)} of {len(points)} runs failed (logs and summary in {folder}):\n'
                                     + '\n'.join(f'  {k}: {v}' for k, v in sorted(errors.items())))
     return table
+
+# %% ../nbs/07_runner.ipynb #f7b14d61
+def load_points(path: str | Path) -> list[dict[str, Any]]:
+    "A points file (`points.json`: the list of `{index, point, params}` of `sweep_entries`), checked."
+    path = Path(path)
+    if not path.is_file(): raise ParamsError(f'points file not found: {path}')
+    try: entries = json.loads(path.read_text())
+    except ValueError as e: raise ParamsError(f'points file {path} is not JSON: {e}') from None
+    if not (isinstance(entries, list) and entries and all(isinstance(e, dict) and set(e) == {'index', 'point', 'params'} for e in entries)):
+        raise ParamsError(f'points file {path} must hold a non-empty list of {{index, point, params}} mappings')
+    return entries
+
+# %% ../nbs/07_runner.ipynb #c2141928
+def point_index(n: int,                   # entries in the points file
+                index: int | None = None, # explicit index (default: `$JOB_COMPLETION_INDEX`)
+               ) -> int:
+    "Which of `n` entries to run: `index`, else `$JOB_COMPLETION_INDEX`; a `ParamsError` when unset or out of range."
+    raw = index if index is not None else os.environ.get('JOB_COMPLETION_INDEX')
+    if raw is None: raise ParamsError('no point to run: give --index or set JOB_COMPLETION_INDEX (an Indexed Job sets it)')
+    try: k = int(raw)
+    except ValueError: raise ParamsError(f'JOB_COMPLETION_INDEX must be an integer, got {raw!r}') from None
+    if not 0 <= k < n: raise ParamsError(f'point index {k} is out of range: the points file has {n} entries (0-{n - 1})')
+    return k
+
+# %% ../nbs/07_runner.ipynb #34ae51c5
+def run_point(notebook: str | Path,                   # notebook path or name
+              points: str | Path,                      # points file (`load_points`)
+              index: int | None = None,                # its entry (default: `$JOB_COMPLETION_INDEX`)
+              experiment: str | None = None,           # MLflow experiment (default: the notebook's name)
+              name: str | None = None,                 # the sweep's name: the run is `<name>-<index>`
+              parent_run_id: str | None = None,        # the sweep's parent run
+              execution_timeout: float | None = None,  # seconds any one cell may take
+              progress: bool = True,                   # papermill's progress bar
+             ) -> NotebookRun:
+    "Run one entry of a points file as `sweep` runs that point: the same params, run name and tags, via `run_notebook`."
+    entries = load_points(points)
+    e = entries[point_index(len(entries), index)]
+    name = name or f'{find_notebook(notebook).stem}-sweep'
+    return run_notebook(notebook, None, _as_overrides(e['params']), experiment, f"{name}-{e['index']:02d}", parent_run_id,
+                        execution_timeout, progress, tags=point_tags(e['index'], e['point']))
+
+# %% ../nbs/07_runner.ipynb #54629b85
+def open_sweep(path: Path,                         # the notebook
+               entries: list[dict[str, Any]],       # its points (`sweep_entries`)
+               experiment: str | None = None,       # default: the notebook's name
+               name: str | None = None,             # parent run's name
+               params: str | Path | None = None,    # params YAML the points started from
+               parallelism: int = 1,                # runs at a time
+               tags: dict[str, str] | None = None,  # extra tags
+              ) -> str:
+    "Create a sweep's parent run on the current store and leave it RUNNING for its points' runs; its id."
+    from mlflow.entities import Param
+    client = MlflowClient(init_store())
+    tags = {'git_sha': git_sha(), 'notebook': _shown(path), 'mlflow.source.name': _shown(path), 'flexrl.kind': 'sweep',
+            'flexrl.sweep.size': str(len(entries)), **(tags or {})}
+    run = retry_locked(client.create_run)(get_experiment(experiment or path.stem), run_name=name, tags=tags)
+    info = flatten(_sweep_info(path, params, [e['point'] for e in entries], parallelism))
+    retry_locked(client.log_batch)(run.info.run_id, params=[Param(k, v if isinstance(v, str) else json.dumps(v)) for k, v in info.items()])
+    retry_locked(client.log_text)(run.info.run_id, json.dumps(entries, indent=1), 'points.json')
+    return run.info.run_id
+
+# %% ../nbs/07_runner.ipynb #f01de052
+def parent_points(parent_run_id: str) -> list[dict[str, Any]]:
+    "The entries (`points.json`) of a sweep's parent run on the current store."
+    client = MlflowClient(init_store())
+    try: run = retry_locked(client.get_run)(parent_run_id)
+    except mlflow.exceptions.MlflowException: raise LookupError(f'no run {parent_run_id} on {tracking_uri()}') from None
+    if run.data.tags.get('flexrl.kind') != 'sweep': raise LookupError(f'run {parent_run_id} is not a sweep (no flexrl.kind=sweep tag)')
+    return json.loads(mlflow.artifacts.load_text(f'{run.info.artifact_uri}/points.json'))
+
+def point_statuses(parent_run_id: str) -> dict[int, str]:
+    "The status of each point's newest run among a sweep's children, by point index."
+    client = MlflowClient(init_store())
+    eid = retry_locked(client.get_run)(parent_run_id).info.experiment_id
+    runs = retry_locked(client.search_runs)([eid], f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=10_000,
+                                            order_by=['attributes.start_time DESC'])
+    out = {}
+    for r in runs:
+        if (k := r.data.tags.get('flexrl.sweep.index')) is not None: out.setdefault(int(k), r.info.status)
+    return out
+
+# %% ../nbs/07_runner.ipynb #b544c108
+def close_sweep(parent_run_id: str,          # the sweep's parent run
+                failed: Iterable[int] = (),  # indices reported failed elsewhere (the Job's failedIndexes)
+               ) -> tuple[str, list[int], pd.DataFrame]:
+    "End a sweep's parent run FINISHED when every point's newest run FINISHED, else FAILED; (status, failed, summary)."
+    entries, status = parent_points(parent_run_id), point_statuses(parent_run_id)
+    bad = sorted({e['index'] for e in entries if status.get(e['index']) != 'FINISHED'} | set(failed))
+    run = MlflowClient(init_store()).get_run(parent_run_id)
+    (folder := get_paths().runs/'sweeps'/Path(run.data.tags.get('notebook', 'sweep')).stem/run.info.run_name).mkdir(parents=True, exist_ok=True)
+    end = 'FAILED' if bad else 'FINISHED'
+    retry_locked(mlflow.start_run)(run_id=parent_run_id)
+    try:
+        table = _summarise(parent_run_id, list(dict.fromkeys(k for e in entries for k in e['point'])), folder)
+        retry_locked(mlflow.log_metrics)({'runs_finished': len(entries) - len(bad), 'runs_failed': len(bad)})
+        retry_locked(mlflow.set_tag)('flexrl.sweep.failed', ','.join(map(str, bad)))
+    finally: mlflow.end_run(end)
+    return end, bad, table
+
+def reopen_sweep(parent_run_id: str, tags: dict[str, str] | None = None):
+    "Set a sweep's parent run RUNNING again (a rerun of its failed points), with `tags`."
+    client = MlflowClient(init_store())
+    retry_locked(client.update_run)(parent_run_id, 'RUNNING')
+    for k, v in (tags or {}).items(): retry_locked(client.set_tag)(parent_run_id, k, v)
 
 # %% ../nbs/07_runner.ipynb #8a37683f
 def ui_command(host: str = '127.0.0.1',  # interface to listen on (0.0.0.0 to share it)

@@ -58,7 +58,10 @@ def chart_copy(tmp_path, **values) -> Path:
 
 GPU_JOB = ['-f', 'k8s/values-gpu.yaml', '--set', 'job.enabled=true', '--set', 'job.notebook=train_skills',
            '--set', 'job.gpus=1', '--set-file', f'job.paramsYaml={PARAMS}']
-VALUE_SETS = {'default': [], 'minikube': ['-f', 'k8s/values-minikube.yaml'], 'gpu+job': GPU_JOB}
+POINTS = 'k8s/sweep-points.example.json'  # a 2x2 sweep of train_skills, as `flexrl sweep --submit` writes it
+SWEEP = ['--set', 'sweep.enabled=true', '--set', 'sweep.notebook=train_skills', '--set', 'sweep.parentRunId=p4r3nt',
+         '--set-file', f'sweep.pointsJson={POINTS}']
+VALUE_SETS = {'default': [], 'minikube': ['-f', 'k8s/values-minikube.yaml'], 'gpu+job': GPU_JOB, 'gpu+job+sweep': GPU_JOB + SWEEP}
 
 
 # ---------------------------------------------------------------- the checks pass, and each can fail
@@ -67,8 +70,9 @@ def test_all_checks_pass(infra):
     r = check()
     assert r.returncode == 0, r.stdout
     ok = [l for l in r.stdout.splitlines() if l.startswith('check_k8s: ok')]
-    steps = ['hadolint Dockerfile'] + [f'helm lint --strict ({s})' for s in ('default', 'minikube', 'gpu', 'job')] \
-        + [f'kubernetes-validate --strict 1.34.0 ({s})' for s in ('default', 'minikube', 'gpu', 'job')] + ['checkov']
+    sets = ('default', 'minikube', 'gpu', 'job', 'sweep')
+    steps = ['hadolint Dockerfile'] + [f'helm lint --strict ({s})' for s in sets] \
+        + [f'kubernetes-validate --strict 1.34.0 ({s})' for s in sets] + ['checkov']
     for s in steps: assert any(s in l for l in ok), f'{s} did not pass:\n{r.stdout}'
     assert 'Failed checks: 0' in r.stdout and 'check_k8s: all passed' in r.stdout
 
@@ -279,7 +283,7 @@ def test_mlflow_artifacts_can_go_to_object_storage(infra, dest):
 @pytest.mark.parametrize('name', VALUE_SETS)
 def test_every_pod_is_hardened(infra, name):
     pods = [o for o in render(infra, *VALUE_SETS[name]) if o['kind'] in ('Deployment', 'Job', 'Pod')]
-    assert len(pods) == (4 if name == 'gpu+job' else 3)
+    assert len(pods) == {'gpu+job': 4, 'gpu+job+sweep': 5}.get(name, 3)
     for o in pods:
         spec, what = pod_spec(o), f"{o['kind']} {o['metadata']['name']}"
         assert spec['automountServiceAccountToken'] is False, what
@@ -313,3 +317,70 @@ def test_checkov_skips_carry_reasons(infra, name):
     for k, v in skips:
         check_id, _, reason = v.partition('=')
         assert check_id.startswith('CKV') and len(reason) > 20, (k, v)
+
+
+# ---------------------------------------------------------------- the sweep's Indexed Job, and no Job without a tracking server
+
+def test_sweep_follows_the_sweep_contract(infra):
+    import json
+    points = json.loads((ROOT/POINTS).read_text())
+    objs = render(infra, '--set', 'inference.enabled=false', '--set', 'mlflow.enabled=false', *SWEEP, '--set', 'sweep.parallelism=3',
+                  '--set', 'sweep.gpus=1', '--set', 'sweep.backoffLimitPerIndex=2', '--set', 'sweep.maxFailedIndexes=10',
+                  '--set', 'sweep.runName=grid', '--set', 'sweep.experiment=abl', '--set', 'mlflow.trackingUri=http://m:5000', release='sw1')
+    assert sorted(o['kind'] for o in objs) == ['ConfigMap', 'Job']
+    cm, job = find(objs, 'ConfigMap', 'sw1-flexrl-points'), find(objs, 'Job', 'sw1-flexrl-sweep')
+    assert json.loads(cm['data']['points.json']) == points and job['metadata']['labels']['app.kubernetes.io/component'] == 'sweep'
+    spec = job['spec']
+    assert (spec['completionMode'], spec['completions'], spec['parallelism']) == ('Indexed', len(points), 3)
+    assert (spec['backoffLimitPerIndex'], spec['maxFailedIndexes']) == (2, len(points))  # at most the points
+    assert 'backoffLimit' not in spec and job['metadata']['annotations']['flexrl.dev/parent-run-id'] == 'p4r3nt'
+    c, = pod_spec(job)['containers']
+    assert c['command'] + c['args'] == ['flexrl', 'run', 'train_skills', '--points', '/etc/flexrl/points.json', '--parent-run-id', 'p4r3nt',
+                                        '--name', 'grid', '--experiment', 'abl']
+    assert env_of(c)['MLFLOW_TRACKING_URI'] == 'http://m:5000' and c['resources']['limits']['nvidia.com/gpu'] == 1
+    mount, = [m for m in c['volumeMounts'] if m['mountPath'] == '/etc/flexrl']
+    assert next(v for v in pod_spec(job)['volumes'] if v['name'] == mount['name'])['configMap']['name'] == 'sw1-flexrl-points'
+    spec = find(render(infra, '--set', 'inference.enabled=false', *SWEEP, release='sw2'), 'Job')['spec']
+    assert spec['parallelism'] == len(points) and 'maxFailedIndexes' not in spec  # 4 pods at most, no limit by default
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--set', 'sweep.maxPoints=3'], 'the sweep has 4 points, more than sweep.maxPoints (3)'),
+    (['--set-file', 'sweep.pointsJson={empty}'], 'sweep.pointsJson holds no points'),
+    (['--set-file', 'sweep.pointsJson={text}'], 'sweep.pointsJson: Does not match pattern'),
+    (['--set', 'mlflow.enabled=false'], 'no tracking server: the runs would be lost with the pod'),
+    (['--set', 'sweep.parentRunId='], 'sweep.parentRunId: String length must be greater than or equal to 1'),
+])
+def test_sweep_refuses_what_would_lose_or_overrun(infra, tmp_path, args, message):
+    (tmp_path/'empty.json').write_text('[]\n'); (tmp_path/'text.json').write_text('seed: 1\n')
+    args = [x.format(empty=tmp_path/'empty.json', text=tmp_path/'text.json') for x in args]
+    r = subprocess.run([infra/'helm', 'template', 'x', CHART, *SWEEP, *args], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode != 0 and message in r.stderr, r.stderr
+
+
+def test_job_without_tracking_server_is_refused_unless_its_store_is_on_a_claim(infra):
+    job = ['--set', 'job.enabled=true', '--set', 'job.notebook=train_skills', '--set', 'mlflow.enabled=false', '--set', 'inference.enabled=false']
+    r = subprocess.run([infra/'helm', 'template', 'x', CHART, *job], capture_output=True, text=True)
+    assert r.returncode != 0 and 'no tracking server' in r.stderr and 'data.existingClaim' in r.stderr, r.stderr
+    spec = pod_spec(find(render(infra, *job, '--set', 'data.existingClaim=runs'), 'Job'))
+    assert 'MLFLOW_TRACKING_URI' not in env_of(spec['containers'][0])
+    assert next(v for v in spec['volumes'] if v['name'] == 'data')['persistentVolumeClaim'] == {'claimName': 'runs'}
+
+
+def test_schema_rejects_bad_sweep_values(infra, tmp_path):
+    r = check('lint', CHART=str(chart_copy(tmp_path, **{'sweep.parallelism': 0})))
+    assert r.returncode == 1 and 'sweep.parallelism: Must be greater than or equal to 1' in r.stdout, r.stdout
+
+
+def test_checks_catch_a_broken_sweep_template(infra, tmp_path):
+    chart = chart_copy(tmp_path)
+    t = chart/'templates'/'sweep-job.yaml'
+    t.write_text(t.read_text().replace('  completions: {{ $n }}', '  completions: "{{ $n }}"'))
+    r = check('validate', CHART=str(chart))
+    assert r.returncode == 1 and 'FAIL  kubernetes-validate --strict 1.34.0 (sweep)' in r.stdout, r.stdout
+    assert "spec.completions: '4' is not of type 'integer'" in r.stdout
+    chart = chart_copy(tmp_path/'2')
+    t = chart/'templates'/'sweep-job.yaml'
+    t.write_text(t.read_text().replace('          securityContext:\n            {{- toYaml .Values.securityContext | nindent 12 }}\n', ''))
+    r = check('checkov', CHART=str(chart))
+    assert r.returncode == 1 and 'FAIL  checkov' in r.stdout and 'CKV_K8S_20' in r.stdout, r.stdout

@@ -180,7 +180,10 @@ def test_bad_params_name_the_key_and_start_nothing(tmp_path, python):
     (tmp_path/'sweep.yaml').write_text('grid:\n  lr: [0.1, 0.2]\n  ppo.n_steps: [32, many]\n')
     cases = [(['run', nb, '-f', tmp_path/'bad.yaml', 'lr=0.5'], "unknown key 'learning_rate'"),
              (['sweep', nb, '-f', tmp_path/'sweep.yaml'], "key 'ppo.n_steps'"),
-             (['run', 'train_skills', 'total_timestep=10'], "did you mean 'total_timesteps'")]
+             (['run', 'train_skills', 'total_timestep=10'], "did you mean 'total_timesteps'"),
+             (['run', 'train_skills', '-f', 'params/train_skills.yaml', 'body=antt'],
+              "unknown option 'antt' for config group 'body' in override 'body=antt' (did you mean 'ant'?); valid options: ant, pointmass"),
+             (['sweep', 'train_skills', '-p', 'params/train_skills.yaml', 'body=ant,legs'], "unknown option 'legs' for config group 'body'")]
     procs = [(cli(python, *args, env=env), msg) for args, msg in cases]
     for p, msg in procs:
         rc, out, err = done(p, 120)
@@ -244,3 +247,45 @@ def test_train_skills_sweep_file_at_tiny_size(tmp_path, python, root):
         skills = c.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{r.info.run_id}'")  # train_skills' own run
         assert [s.info.run_name for s in skills] == [f"skills-{r.data.params['library']}"]
     assert sorted(p.name for p in (tmp_path/'runs'/'skills').iterdir()) == ['sweep-s0-n32', 'sweep-s0-n64', 'sweep-s1-n32', 'sweep-s1-n64']
+
+
+def test_cluster_pods_make_the_child_runs_a_local_sweep_makes(tmp_path, port, python, monkeypatch):
+    """The sweep Job's container as the chart renders it, run here once per JOB_COMPLETION_INDEX against a real
+    `mlflow server`, makes exactly the child runs `flexrl sweep` (local) makes for the same grid."""
+    import json
+    from flexrl import jobs, runner
+    nb = notebook(tmp_path, 'plain', *PLAIN)
+    grid = ['x=1,2', 'seed=0,3']
+    with mlflow_server(tmp_path, port) as uri:
+        env = home_env(tmp_path/'home', uri)
+        rc, out, err = done(cli(python, 'sweep', nb, *grid, '-j', '2', '--name', 'grid', '--experiment', 'local', '--no-progress', env=env))
+        assert rc == 0, err[-3000:]
+        monkeypatch.setenv('MLFLOW_TRACKING_URI', uri); monkeypatch.setenv('FLEXRL_HOME', str(tmp_path/'home'))
+        path, params, entries = runner.sweep_plan(nb, None, grid)
+        parent = runner.open_sweep(path, entries, 'pods', 'grid', params, 2)
+        cm, job = jobs.job_objects(jobs.helm_template('grid', jobs.sweep_values(str(nb), json.dumps(entries), parent, 'grid', 2,
+                                                                            tracking_uri=uri, experiment='pods')))
+        mount = tmp_path/'etc-flexrl'; mount.mkdir()
+        for k, v in cm['data'].items(): (mount/k).write_text(v)
+        c, = job['spec']['template']['spec']['containers']
+        cmd = [str(Path(python).parent/c['command'][0]), *[a.replace('/etc/flexrl', str(mount)) for a in c['args']], '--no-progress']
+        pod_env = {**env, **{e['name']: e['value'] for e in c['env']}, 'HOME': str(tmp_path/'pod'), 'FLEXRL_HOME': str(tmp_path/'pod')}
+        assert pod_env['MLFLOW_TRACKING_URI'] == uri and job['spec']['completions'] == len(entries) == 4
+        for ks in ((0, 1), (2, 3)):  # two pods at a time, as parallelism 2
+            ps = [cli(python, *cmd[1:], env={**pod_env, 'JOB_COMPLETION_INDEX': str(k)}) for k in ks]
+            for p in ps: assert done(p)[0] == 0
+        status, bad, table = runner.close_sweep(parent)
+        assert (status, bad, len(table)) == ('FINISHED', [], 4)
+        c = client(uri)
+        def children(experiment):
+            exp = c.get_experiment_by_name(experiment)
+            top = c.search_runs([exp.experiment_id], "attributes.run_name = 'grid'")[0]
+            kids = c.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{top.info.run_id}'")
+            keep = lambda tags: {k: v for k, v in tags.items() if k.startswith('flexrl.') or k in ('notebook', 'params_hash', 'mlflow.source.name')}
+            return top, sorted((r.info.run_name, r.info.status, r.data.params, r.data.metrics, keep(r.data.tags)) for r in kids)
+        local_top, local = children('local')
+        pod_top, pods = children('pods')
+        assert len(local) == 4 and pods == local
+        assert {r[0] for r in local} == {'grid-00', 'grid-01', 'grid-02', 'grid-03'}
+        assert [r[4]['flexrl.sweep.point'] for r in local] == [json.dumps(e['point'], sort_keys=True) for e in entries]
+        assert pod_top.data.params == local_top.data.params | {'jobs': '2'} and pod_top.info.status == local_top.info.status == 'FINISHED'

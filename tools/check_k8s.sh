@@ -6,9 +6,10 @@
 #   validate   helm template of every set | kubernetes-validate --strict against Kubernetes $K8S_VERSION
 #   checkov    checkov on Dockerfile and the rendered manifests (every failure fixed or skipped with a reason)
 # Value sets: default (values.yaml), minikube (k8s/values-minikube.yaml), gpu (k8s/values-gpu.yaml: inference
-# tp=2 on GPUs, plus a 1-GPU notebook Job), and for lint/validate also job (a job-only release rendered as
-# `flexrl submit` does: a ConfigMap and a Job, which rely on the NetworkPolicy of the namespace's service release,
-# so checkov scans the Job within the gpu set instead).
+# tp=2 on GPUs, plus a 1-GPU notebook Job and a 1-GPU sweep of k8s/sweep-points.example.json), and for
+# lint/validate also job and sweep (job-only releases rendered as `flexrl submit` and `flexrl sweep --submit` do:
+# a ConfigMap and a Job, an Indexed one for the sweep, which rely on the NetworkPolicy of the namespace's service
+# release, so checkov scans them within the gpu set instead).
 #
 #   tools/check_k8s.sh [hadolint|lint|validate|checkov ...]   # default: all four; exit status 1 if any failed
 # Env: INFRA_VENV (.venv-infra), CHART (k8s/flexrl), DOCKERFILES (Dockerfile; space-separated),
@@ -30,10 +31,11 @@ done
 declare -A SETS=(
   [default]=""
   [minikube]="-f k8s/values-minikube.yaml"
-  [gpu]="-f k8s/values-gpu.yaml --set job.enabled=true --set job.notebook=train_skills --set job.gpus=1 --set-file job.paramsYaml=params/train_skills.yaml"
+  [gpu]="-f k8s/values-gpu.yaml --set job.enabled=true --set job.notebook=train_skills --set job.gpus=1 --set-file job.paramsYaml=params/train_skills.yaml --set sweep.enabled=true --set sweep.notebook=train_skills --set sweep.parentRunId=0123456789abcdef0123456789abcdef --set-file sweep.pointsJson=k8s/sweep-points.example.json --set sweep.gpus=1"
   [job]="--set job.enabled=true --set inference.enabled=false --set mlflow.enabled=false --set job.notebook=train_skills --set job.gpus=0 --set-file job.paramsYaml=params/train_skills.yaml --set mlflow.trackingUri=http://flexrl-mlflow.flexrl.svc:5000"
+  [sweep]="--set inference.enabled=false --set mlflow.enabled=false --set sweep.enabled=true --set sweep.notebook=train_skills --set sweep.parentRunId=0123456789abcdef0123456789abcdef --set-file sweep.pointsJson=k8s/sweep-points.example.json --set sweep.parallelism=2 --set mlflow.trackingUri=http://flexrl-mlflow.flexrl.svc:5000"
 )
-SET_NAMES=(default minikube gpu job)
+SET_NAMES=(default minikube gpu job sweep)
 CHECKOV_SETS=(default minikube gpu)
 
 OUT=${KEEP_RENDERED:-$(mktemp -d "${TMPDIR:-/tmp}/check_k8s.XXXXXX")}

@@ -58,12 +58,12 @@ mounted) and covered by the NetworkPolicy of the namespace's service release.
 {{- end }}
 
 {{/*
-Does the release create its ServiceAccount? When serviceAccount.create, except in a job-only satellite (a Job
-and no services, what `flexrl submit` renders: many of them share the namespace's account). A release with no
+Does the release create its ServiceAccount? When serviceAccount.create, except in a job-only satellite (a Job or
+a sweep and no services, what `flexrl submit` renders: many of them share the namespace's account). A release with no
 Job and no services is then the ServiceAccount alone, as Terraform installs it for Jobs next to an external MLflow.
 */}}
 {{- define "flexrl.createsServiceAccount" -}}
-{{- if and .Values.serviceAccount.create (or (include "flexrl.hasServices" .) (not .Values.job.enabled)) }}true{{ end }}
+{{- if and .Values.serviceAccount.create (or (include "flexrl.hasServices" .) (not (or .Values.job.enabled .Values.sweep.enabled))) }}true{{ end }}
 {{- end }}
 
 {{/*
@@ -120,6 +120,18 @@ pod's embedded store).
 {{- else if .Values.mlflow.enabled }}
 {{- include "flexrl.mlflowServiceUrl" . }}
 {{- end }}
+{{- end }}
+
+{{/*
+The tracking URI of a notebook Job or sweep, which must not lose its runs: flexrl.trackingUri, else the pod's
+embedded store only when it lives on a claim (data.existingClaim, `flexrl submit --local-store`); else fail.
+*/}}
+{{- define "flexrl.jobTrackingUri" -}}
+{{- $uri := include "flexrl.trackingUri" . }}
+{{- if and (not $uri) (not .Values.data.existingClaim) }}
+{{- fail "no tracking server: the runs would be lost with the pod (an emptyDir). Set mlflow.trackingUri (flexrl submit/sweep --tracking-uri), enable mlflow in this release, or keep the pod's store on a claim (data.existingClaim, --local-store)" }}
+{{- end }}
+{{- $uri }}
 {{- end }}
 
 {{/*
