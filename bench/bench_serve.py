@@ -118,12 +118,11 @@ WORKLOADS = {  # name -> (path, op, what)
 
 def request_bodies(workload: str, hidden: int, n: int = 256) -> list[bytes]:
     "`n` different request bodies of a workload, from labelled decisions of the arena."
-    from flexrl.steering import split_paraphrases
     from flexrl.tune import make_examples
     from flexrl.lm import tiny_lm, HFSelector
-    ds = [d for d, _ in make_examples(n, 0, split_paraphrases()[0])]
+    ds = [d for d, _ in make_examples(n, 0)]
     if workload == 'select':
-        return [json.dumps({'decisions': [{'obs': d.obs, 'instruction': d.instruction, 'feedback': d.feedback, 'history': d.history}]}).encode() for d in ds]
+        return [json.dumps({'decisions': [{'obs': d.obs, 'instruction': d.instruction, 'feedback': d.feedback, 'history': d.history, 'progress': d.progress}]}).encode() for d in ds]
     sel = HFSelector(*tiny_lm(0, hidden=hidden))
     return [json.dumps({'prompt': sel.prompt(d), 'max_tokens': 16, 'temperature': 0}).encode() for d in ds]
 

@@ -8,12 +8,14 @@ uses (bfloat16 where the CPU has it; --dtype float32 to compare), with its defau
 32 decisions: a batch of 64 runs as two passes; larger passes are slower per decision on this CPU, their
 activations no longer fit the caches).
 
-Accuracy: agreement with the geometric oracle (`ScriptedSelector`) on held-out states with the training
-paraphrases, and on held-out states with held-out paraphrases (labels with a clear best skill, `min_margin`),
-for the random baseline, the zero-shot model, the tuned model (score mode; and its other modes) and the oracle.
+Accuracy: agreement with the privileged oracle (`ScriptedSelector` reading each decision's true intent) on the three
+held-out sets of `flexrl.tune.eval_sets` (new states; held-out templates; held-out synonyms; every intent kind equally
+often, labels with a clear best skill), in all and per intent kind, for the random baseline, the keyword baseline
+(the oracle's look-ahead with the intent read off the words by keyword rules), the zero-shot model and the tuned
+model (score mode; and its other modes).
 
 Prints a table and writes bench/results/steering.json.
-    python bench/bench_steering.py [--n 64] [--n-acc 200] [--dtype auto] [--threads 2]
+    python bench/bench_steering.py [--n 64] [--n-acc 240] [--dtype auto] [--threads 2] [--no-accuracy] [--out FILE]
 """
 from __future__ import annotations
 import os
@@ -21,11 +23,17 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 import argparse, json, platform, time
 from pathlib import Path
 import torch
-from flexrl.steering import SKILLS, RandomSelector, ScriptedSelector, split_paraphrases, parse_skill
+from flexrl.steering import SKILLS, INTENT_KINDS, RandomSelector, ScriptedSelector, parse_skill
 from flexrl.lm import MODES, HFSelector, default_selector, selector_asset, cpu_dtype
-from flexrl.tune import make_examples, agreement
+from flexrl.tune import make_examples, agreement, eval_sets, tune_config
 
 RESULTS = Path(__file__).parent/'results'/'steering.json'
+
+
+def cpu_model() -> str:
+    "The CPU's model name (Linux), else what `platform` knows."
+    try: return next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
+    except (OSError, StopIteration): return platform.processor() or platform.machine()
 
 
 def time_select(sel: HFSelector, ds, batch: int) -> float:
@@ -54,11 +62,13 @@ def time_naive(sel: HFSelector, ds, max_new_tokens: int) -> tuple[float, float, 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--n', type=int, default=64, help='decisions timed per mode and batch size')
-    p.add_argument('--n-acc', type=int, default=200, help='decisions per accuracy set')
+    p.add_argument('--n-acc', type=int, default=240, help='decisions per accuracy set (a multiple of the 8 intent kinds)')
     p.add_argument('--dtype', default='auto', help="'auto' (bfloat16 where the CPU has it), 'float32' or 'bfloat16'")
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--max-new-tokens', type=int, default=16, help='naive generate() and generate mode')
     p.add_argument('--batches', default='1,8,64')
+    p.add_argument('--no-accuracy', action='store_true', help='time only (repeat runs for the median)')
+    p.add_argument('--out', type=Path, default=RESULTS, help='the JSON written')
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     batches = [int(b) for b in a.batches.split(',')]
@@ -67,9 +77,7 @@ def main():
     tuned = default_selector(dtype=a.dtype, max_new_tokens=a.max_new_tokens)
     zero = default_selector(adapter=None, dtype=a.dtype, max_new_tokens=a.max_new_tokens)
     print(f'models loaded in {time.time() - t0:.0f}s; tuned adapter: {tuned_present}; dtype {tuned.model.dtype}; {tuned.batch_size} decisions per forward pass')
-    train_ps, held_ps = split_paraphrases(**json.loads((selector_asset()/'manifest.json').read_text())['paraphrase_split']) \
-        if tuned_present else split_paraphrases()
-    ds = [d for d, _ in make_examples(a.n, 4242, held_ps)]
+    ds = [d for d, _ in make_examples(a.n, 4242, 'heldout_synonyms')]
 
     speed = {}
     naive_s, naive_valid, naive_tokens = time_naive(tuned, ds[:max(8, a.n // 4)], a.max_new_tokens)
@@ -90,20 +98,20 @@ def main():
         print(f"zero-shot model: naive {1000 * zn_s:.1f} ms/decision ({zn_tokens:.1f} tokens, {zn_valid:.0%} valid), "
               f"score b8 {1000 * zs:.1f} ms/decision: {zn_s / zs:.1f}x")
 
-    sets = {'heldout_states': make_examples(a.n_acc, 777, train_ps), 'heldout_paraphrases': make_examples(a.n_acc, 778, held_ps)}
-    sels = {'random': RandomSelector(0), 'zero-shot (score)': zero}
+    sets = {} if a.no_accuracy else eval_sets(tune_config(n_eval=a.n_acc, eval_seed=777))
+    sels = {'random': RandomSelector(0), 'keyword baseline': ScriptedSelector(privileged=False), 'zero-shot (score)': zero}
     if tuned_present:
         for mode in MODES: sels[f'tuned ({mode})'] = HFSelector(tuned.model, tuned.tokenizer, mode, template=tuned.template)
-    sels['scripted oracle'] = ScriptedSelector()
     acc = {name: {k: agreement(s, v) for k, v in sets.items()} for name, s in sels.items()}
-    print(f"\n{'agreement with the oracle':34} {'held-out states':>16} {'held-out paraphrases':>21}")
-    for k, v in acc.items(): print(f"{k:34} {v['heldout_states']:16.1%} {v['heldout_paraphrases']:21.1%}")
+    for k in sets:
+        print(f"\n{'agreement, ' + k:30} " + ' '.join(f'{c[:9]:>9}' for c in ['all', *INTENT_KINDS]))
+        for n, v in acc.items(): print(f'{n:30} ' + ' '.join(f"{v[k].get(c, float('nan')):9.1%}" for c in ['all', *INTENT_KINDS]))
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({'speed': speed, 'accuracy': acc, 'tuned_adapter': tuned_present, 'dtype': str(tuned.model.dtype), 'forward_pass_rows': tuned.batch_size,
-                                   'n': a.n, 'n_acc': a.n_acc, 'threads': a.threads, 'cpu': platform.processor() or platform.machine(),
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps({'speed': speed, 'accuracy': acc, 'tuned_adapter': tuned_present, 'dtype': str(tuned.model.dtype), 'forward_pass_rows': tuned.batch_size,
+                                   'n': a.n, 'n_acc': a.n_acc, 'threads': a.threads, 'cpu': cpu_model(),
                                    'torch': torch.__version__, 'date': time.strftime('%Y-%m-%d %H:%M')}, indent=2) + '\n')
-    print(f'\nwrote {RESULTS}')
+    print(f'\nwrote {a.out}')
 
 
 if __name__ == '__main__':

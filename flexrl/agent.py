@@ -6,7 +6,7 @@
 from __future__ import annotations
 import dataclasses, math, queue, time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 from .arena import write_video  # first: it picks the headless GL backend before mujoco loads
@@ -14,8 +14,8 @@ import gymnasium as gym
 from .core import get_logger, get_paths, load_params, typed_params
 from .text import ObservationEncoder, skill_feedback, summarize_events
 from .skills import SkillLibrary, Skill
-from .steering import (Selector, Choice, Decision, ScriptedSelector, oracle_scores, instruction_intent, make_selector,
-                             INTENTS)
+from .steering import (Selector, Choice, Decision, Intent, ScriptedSelector, oracle_scores, make_selector,
+                             places_reached, place_cells, COMPLETES)
 
 log = get_logger('agent')
 
@@ -27,14 +27,13 @@ __all__ = ['log', 'CHASER', 'Instruction', 'Task', 'default_tasks', 'segment_suc
 # %% ../nbs/06_agent.ipynb #8c2a4fa3
 @dataclasses.dataclass(frozen=True)
 class Instruction:
-    "An instruction in force from `step` on, and the intent its success is checked against."
-    step: int           # env step it takes effect (at the next decision)
-    text: str           # what the selector reads, e.g. 'Avoid the ball!'
-    intent: str = ''    # one of `INTENTS`; '' infers it from the text with the oracle's keyword rules
+    "An instruction in force from `step` on, and its true intent: what its success is checked against."
+    step: int                          # env step it takes effect (at the next decision)
+    text: str                          # what the selector reads, e.g. 'Avoid the ball!'
+    intent: Intent | str | None = None # its `Intent` (or spec); None: unknown (injected by hand), so never judged
 
     def __post_init__(self):
-        if not self.intent: object.__setattr__(self, 'intent', instruction_intent(self.text))
-        if self.intent not in INTENTS: raise ValueError(f'intent must be one of {INTENTS}, got {self.intent!r}')
+        if self.intent is not None: object.__setattr__(self, 'intent', Intent.parse(self.intent))
 
 # %% ../nbs/06_agent.ipynb #a9fc1aee
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +48,8 @@ class Task:
         steps = [i.step for i in self.schedule]
         if not steps or steps[0] != 0 or steps != sorted(set(steps)):
             raise ValueError(f'task {self.name!r}: the schedule must start at step 0 with increasing steps, got {steps}')
+        if (bad := [i.text for i in self.schedule if i.intent is None]):
+            raise ValueError(f'task {self.name!r}: every instruction needs its true intent; none for {bad}')
 
     def instruction_at(self, step: int) -> Instruction:
         "The scheduled instruction in force at `step`."
@@ -58,29 +59,61 @@ class Task:
 CHASER = dict(ball='chaser', ball_speed=0.3)
 
 def default_tasks(steps: int = 200) -> dict[str, Task]:
-    "The evaluation suite: reach the goal, touch the ball, avoid the chasing ball, stay, and two switches."
-    I, h = Instruction, steps // 2
+    "The evaluation suite: every intent kind, switches mid-episode, sequences given once, and held-out phrasings."
+    I, h, long = Instruction, steps // 2, steps * 3 // 2  # a sequence has two legs: more time
     return {t.name: t for t in [
-        Task('goal', (I(0, 'Go to the goal'),), {}, steps),
-        Task('touch', (I(0, 'Touch the ball'),), {}, steps),
-        Task('avoid', (I(0, 'Avoid the ball!'),), CHASER, steps),
-        Task('stay', (I(0, 'Stay where you are'),), {}, steps),
-        Task('goal_then_avoid', (I(0, 'Go to the goal'), I(h, 'Avoid the ball!')), CHASER, steps),
-        Task('touch_then_stay', (I(0, 'Touch the ball'), I(h, 'Stay where you are')), {}, steps)]}
+        Task('goal', (I(0, 'Go to the goal', 'goal'),), {}, steps),
+        Task('touch', (I(0, 'Touch the ball', 'chase'),), {}, steps),
+        Task('avoid', (I(0, 'Avoid the ball!', 'avoid'),), CHASER, steps),
+        Task('stay', (I(0, 'Stay where you are', 'stay'),), {}, steps),
+        Task('goal_then_avoid', (I(0, 'Go to the goal', 'goal'), I(h, 'Avoid the ball!', 'avoid')), CHASER, steps),
+        Task('touch_then_stay', (I(0, 'Touch the ball', 'chase'), I(h, 'Stay where you are', 'stay')), {}, steps),
+        Task('move_left', (I(0, 'Shift over to the west side.', 'move:left'),), {}, steps),
+        Task('corner', (I(0, 'Head for the bottom left corner', 'place:bottom_left'),), {}, steps),
+        Task('goal_avoid', (I(0, "Get to the goal, but don't touch the ball", 'goal+avoid'),), CHASER, steps),
+        Task('seq_goal_touch', (I(0, 'Go to the goal, then touch the ball', 'goal>chase'),), {}, long),
+        Task('seq_touch_goal', (I(0, 'First tag the ball, then reach the goal', 'chase>goal'),), {}, long),
+        Task('seq_corner_goal', (I(0, 'Drive to the top right corner and then find the goal', 'place:top_right>goal'),), {}, long),
+        Task('goal_heldout', (I(0, 'Your next stop is the destination.', 'goal'),), {}, steps),
+        Task('touch_heldout', (I(0, 'Tap the sphere!', 'chase'),), {}, steps),
+        Task('avoid_heldout', (I(0, 'Keep the sphere at a distance!', 'avoid'),), CHASER, steps),
+        Task('goal_then_avoid_heldout', (I(0, 'Off you go to the end zone', 'goal'),
+                                         I(h, "Don't let the sphere get near you!", 'avoid')), CHASER, steps)]}
 
-# %% ../nbs/06_agent.ipynb #9c68a237
-def segment_success(intent: str,        # what the instruction asked
-                    trace: pd.DataFrame, # the segment's steps: `agent_x/y`, `contact`, `goal_reached`
-                    grace: int = 10,     # steps allowed to react (avoid, stay)
-                    radius: float = 0.5, # stay: the region's radius around where the agent was at `grace` (m)
-                   ) -> bool:
-    "Did the agent do what the instruction asked during its segment?"
-    if intent == 'goal': return bool(trace['goal_reached'].any())
-    if intent == 'chase': return bool(trace['contact'].any())
-    late = trace.iloc[grace:]
-    if intent == 'avoid': return not bool(late['contact'].any())
-    xy = late[['agent_x', 'agent_y']].to_numpy()
-    return bool(len(xy) == 0 or (np.linalg.norm(xy - xy[0], axis=1) <= radius).all())
+# %% ../nbs/06_agent.ipynb #7b0f4e5b
+def _first(atom: str, tr: pd.DataFrame, half: float, radius: float) -> int | None:
+    "The row at which a completing atom completes in `tr` (None: never)."
+    if atom == 'goal': hit = tr['goal_reached'].to_numpy(bool)
+    elif atom == 'chase': hit = tr['contact'].to_numpy(bool)
+    else:
+        c = np.array(place_cells(50)[atom[6:]]) / 50 * 2 * half - half   # the place in metres
+        hit = np.linalg.norm(tr[['agent_x', 'agent_y']].to_numpy() - c, axis=1) <= radius
+    return int(np.argmax(hit)) if hit.any() else None
+
+# %% ../nbs/06_agent.ipynb #b713385f
+def segment_success(intent: Intent | str,  # what the instruction asked (its true intent)
+                    trace: pd.DataFrame,   # the segment's steps: `agent_x/y`, `contact`, `goal_reached`
+                    grace: int = 10,       # steps allowed to react (avoid, stay, goal+avoid)
+                    radius: float = 0.5,   # stay: the region's radius around where the agent was at `grace` (m)
+                    half: float = 2.0,     # the arena's half size (m), for places and walls
+                   ) -> bool | None:
+    "Did the agent do what the instruction asked during its segment? (None: the intent is unknown)"
+    if intent is None: return None
+    steps, tr = Intent.parse(intent).steps, trace.reset_index(drop=True)
+    for a in steps[:-1]:   # a sequence: each step must complete, in order, before the next is judged
+        if (k := _first(a, tr, half, half / 5)) is None: return False
+        tr, grace = tr.iloc[k + 1:].reset_index(drop=True), 0
+    a, late = steps[-1], tr.iloc[grace:]
+    if a in COMPLETES: return _first(a, tr, half, half / 5) is not None
+    if a == 'avoid': return not bool(late['contact'].any())
+    if a == 'goal+avoid': return bool(tr['goal_reached'].any()) and not bool(late['contact'].any())
+    xy = tr[['agent_x', 'agent_y']].to_numpy()
+    if a.startswith('move:'):  # went at least 1 m that way, or three quarters of the room there was
+        d = np.array({'up': (0, 1), 'down': (0, -1), 'left': (-1, 0), 'right': (1, 0)}[a[5:]])
+        room = half - 0.1 - float(xy[0] @ d) if len(xy) else 0.0
+        return bool(len(xy) and float(((xy - xy[0]) @ d).max()) >= min(1.0, 0.75 * room))
+    late_xy = late[['agent_x', 'agent_y']].to_numpy()   # stay
+    return bool(len(late_xy) == 0 or (np.linalg.norm(late_xy - late_xy[0], axis=1) <= radius).all())
 
 # %% ../nbs/06_agent.ipynb #ac39368b
 class InstructionChannel:
@@ -89,11 +122,11 @@ class InstructionChannel:
 
     def inject(self, text: str,              # the new instruction
                env: int | None = None,       # index of the env it is for (None: all)
-               intent: str = ''):            # its intent for the success check ('' infers it)
+               intent: Intent | str | None = None):  # its true intent, if known (None: its success is not judged)
         "Queue an instruction."
         self._q.put((text, env, intent))
 
-    def drain(self) -> list[tuple[str, int | None, str]]:
+    def drain(self) -> list[tuple[str, int | None, Intent | str | None]]:
         "Everything injected since the last call."
         out = []
         while True:
@@ -110,6 +143,7 @@ class _EnvRun:
     skill: str | None = None; lstm: Any = None; fresh: bool = True; skill_steps: int = 0; skill_start: Any = None
     since: list = dataclasses.field(default_factory=list); before: dict | None = None
     feedback: str | None = None; history: list = dataclasses.field(default_factory=list)
+    progress: list = dataclasses.field(default_factory=list); new_event: bool = False
     decisions: list = dataclasses.field(default_factory=list); trace: list = dataclasses.field(default_factory=list)
     segments: list = dataclasses.field(default_factory=list); frames: list = dataclasses.field(default_factory=list)
     done: bool = False
@@ -133,26 +167,30 @@ def _trace_row(r: _EnvRun) -> dict:
 
 # %% ../nbs/06_agent.ipynb #3525eb79
 def _needs_decision(r: _EnvRun, skills: SkillLibrary, K: int) -> bool:
-    if r.pending is not None or r.skill is None or r.skill_steps >= K: return True
+    if r.pending is not None or r.skill is None or r.skill_steps >= K or r.new_event: return True
     d = np.asarray(skills[r.skill].goal.direction)
     return bool(d.any() and float((r.info['agent_pos'] - r.skill_start) @ d) >= skills[r.skill].goal.distance)
 
 # %% ../nbs/06_agent.ipynb #fd6d9c94
 def _decision(r: _EnvRun, enc: ObservationEncoder, feedback: bool, history: int) -> Decision:
+    "The decision env `r` needs now: with feedback, the progress since its instruction too (`feedback=False`: neither)."
     if r.pending is not None:
-        r.instruction, r.pending = r.pending, None
+        r.instruction, r.pending, r.progress = r.pending, None, []
         r.segments.append({'intent': r.instruction.intent, 'text': r.instruction.text, 'start': r.t, 'first_decision': len(r.decisions)})
     if r.skill is not None: r.feedback = skill_feedback(summarize_events(r.since, r.before), r.skill)
+    r.new_event = False
     return Decision(enc.encode(r.info), r.instruction.text, r.feedback if feedback else None,
-                    tuple(r.history[-history:]) if history else ())
+                    tuple(r.history[-history:]) if history else (), tuple(r.progress) if feedback else (), r.instruction.intent)
 
 # %% ../nbs/06_agent.ipynb #76a85078
 def _record(r: _EnvRun, d: Decision, c: Choice, enc: ObservationEncoder, skills: Sequence[str], prompt: str):
     "Log decision `d` and choice `c`; switch the env's skill (a new LSTM state on a switch)."
-    oracle = oracle_scores(enc.grid_state(r.info), r.instruction.intent, skills, enc.grid)
-    r.decisions.append({'step': r.t, 'obs': d.obs, 'instruction': d.instruction, 'intent': r.instruction.intent,
-                        'feedback': d.feedback, 'prompt': prompt, 'skill': c.skill, 'valid': c.valid, 'output': c.output,
-                        'compliant': oracle[c.skill] >= max(oracle.values()) - 1e-6,
+    it = r.instruction.intent
+    oracle = oracle_scores(enc.grid_state(r.info), it, skills, enc.grid, progress=r.progress) if it is not None else None
+    r.decisions.append({'step': r.t, 'obs': d.obs, 'instruction': d.instruction, 'intent': None if it is None else str(it),
+                        'feedback': d.feedback, 'progress': ', '.join(r.progress), 'prompt': prompt, 'skill': c.skill,
+                        'valid': c.valid, 'output': c.output,
+                        'compliant': None if oracle is None else oracle[c.skill] >= max(oracle.values()) - 1e-6,
                         **{f'score_{s}': c.scores.get(s) for s in skills}})
     if c.skill != r.skill: r.lstm, r.fresh = None, True
     if r.skill is not None: r.history.append((r.skill, r.feedback))
@@ -172,11 +210,25 @@ def _act(runs: list[_EnvRun], skills: SkillLibrary) -> None:
         actions, state = skills[name].act(obs, state, starts)
         for j, r in enumerate(group): r.action, r.lstm, r.fresh = actions[j], (state[0][:, j], state[1][:, j]), False
 
+# %% ../nbs/06_agent.ipynb #ba5ec4f0
+def _events(info: Mapping, grid: int = 50) -> list[str]:
+    "The completion events of one step's `info`: goal reached, ball touched, places the agent is at."
+    half = float(info['arena_half_size'])
+    cell = (np.asarray(info['agent_pos'], float) + half) * grid / (2 * half)
+    return (['goal_reached'] * bool(info['goal_reached']) + ['ball_touched'] * bool(info['agent_ball_contact'])
+            + [f'place_reached:{p}' for p in places_reached(cell, grid)])
+
+def _track(r: _EnvRun):
+    "Add this step's new completion events to the progress since the instruction; a new one calls for a decision."
+    for e in _events(r.info):
+        if e not in r.progress: r.progress.append(e); r.new_event = True
+
 # %% ../nbs/06_agent.ipynb #8d49396c
 def _step(r: _EnvRun):
     "Step one env with its action; record the trace (and a frame)."
     r.obs, _, _, _, r.info = r.env.step(r.action)
     r.t += 1; r.skill_steps += 1
+    _track(r)
     r.since.append(r.info)
     r.trace.append(_trace_row(r))
     if r.video: r.frames.append((r.env.render(), {'step': r.t, 'instruction': r.instruction.text, 'skill': r.skill}))
@@ -202,9 +254,11 @@ def _segments(r: _EnvRun, grace: int) -> pd.DataFrame:
     for k, s in enumerate(r.segments):
         nxt = r.segments[k + 1] if k + 1 < len(r.segments) else {'start': r.t, 'first_decision': len(r.decisions)}
         seg = tr[(tr.step > s['start']) & (tr.step <= nxt['start'])]
-        ok = [d['compliant'] for d in r.decisions[s['first_decision']:nxt['first_decision']]]
-        rows.append({'task': r.task.name, 'seed': r.seed, 'segment': k, 'intent': s['intent'], 'instruction': s['text'],
-                     'start': s['start'], 'injected': k > 0, 'success': segment_success(s['intent'], seg, grace),
+        ok = [bool(d['compliant']) for d in r.decisions[s['first_decision']:nxt['first_decision']]]
+        rows.append({'task': r.task.name, 'seed': r.seed, 'segment': k, 'intent': None if s['intent'] is None else str(s['intent']),
+                     'instruction': s['text'],
+                     'kind': None if s['intent'] is None else s['intent'].kind, 'start': s['start'], 'injected': k > 0,
+                     'success': segment_success(s['intent'], seg, grace, half=r.env.unwrapped.cfg.arena_half_size),
                      'latency': next((i + 1 for i, v in enumerate(ok) if v), len(ok) + 1), 'decisions': len(ok)})
     return pd.DataFrame(rows)
 
@@ -289,8 +343,10 @@ def evaluate_agent(skills: SkillLibrary, selector: Selector, tasks: dict[str, Ta
 def _summarise(eps: list[Episode], tot: Rollouts, tasks: dict[str, Task], name: str) -> Evaluation:
     seg = pd.concat([e.segments for e in eps], ignore_index=True)
     dec = pd.concat([e.decisions for e in eps], ignore_index=True)
+    seg = seg.assign(success=pd.to_numeric(seg.success))   # None (an instruction of unknown intent) is not judged
     inj = seg[seg.injected]
-    s = {'name': name, 'success': seg.success.mean(), **{f'success_{t}': seg[seg.task == t].success.mean() for t in tasks},
+    s = {'name': name, 'success': seg.success.mean(), 'success_sequences': seg[seg.kind == 'sequence'].success.mean(),
+         **{f'success_{t}': seg[seg.task == t].success.mean() for t in tasks},
          'latency': inj.latency.mean() if len(inj) else float('nan'), 'invalid': int((~dec.valid).sum()),
          'decisions': tot.decisions, 'decisions_per_s': tot.decisions / max(tot.selector_seconds, 1e-9),
          'real_time_factor': tot.sim_seconds / max(tot.wall_seconds, 1e-9), 'episodes': len(eps)}
@@ -379,8 +435,8 @@ def log_evaluation(table: pd.DataFrame, evs: dict[str, Evaluation], out: Path) -
 # %% ../nbs/06_agent.ipynb #7039b67b
 def _all_configs() -> list[AgentConfig]:
     A = AgentConfig
-    return [A('scripted oracle', 'scripted'), A('random', 'random'), A('fixed move_up', 'fixed'), A('zero-shot LLM', 'zero-shot'),
-            A('tuned LLM', 'tuned'), A('tuned LLM, feedback off', 'tuned', feedback=False), A('tuned LLM, history on', 'tuned', history=2)]
+    return [A('privileged oracle', 'scripted'), A('keyword baseline', 'keywords'), A('random', 'random'), A('fixed move_up', 'fixed'),
+            A('zero-shot LLM', 'zero-shot'), A('tuned LLM', 'tuned'), A('tuned LLM, feedback off', 'tuned', feedback=False)]
 
 # %% ../nbs/06_agent.ipynb #8c636e7a
 @dataclasses.dataclass

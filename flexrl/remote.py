@@ -14,16 +14,18 @@ log = get_logger('remote')
 # %% auto #0
 __all__ = ['log', 'REMOTE_MODES', 'RemoteError', 'RemoteSelector']
 
-# %% ../nbs/05c_remote.ipynb #bcb660c2
+# %% ../nbs/05c_remote.ipynb #3c5b7d37
 class RemoteError(RuntimeError):
     "An error answer from a completions server."
     def __init__(self, status: int, body: str):
         super().__init__(f'server answered HTTP {status}: {body}'); self.status, self.body = status, body
 
+# %% ../nbs/05c_remote.ipynb #e39e4beb
 def _post(url: str, body: dict | None, api_key: str | None, timeout: float) -> dict:
     "GET (`body` None) or POST JSON to `url`; the decoded JSON answer."
     headers = {'Content-Type': 'application/json', **({'Authorization': f'Bearer {api_key}'} if api_key else {})}
-    req = urllib.request.Request(url, None if body is None else json.dumps(body).encode(), headers, method='GET' if body is None else 'POST')
+    req = urllib.request.Request(url, None if body is None else json.dumps(body).encode(), headers,
+                                 method='GET' if body is None else 'POST')
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r: raw = r.read()
     except urllib.error.HTTPError as e: raise RemoteError(e.code, e.read().decode(errors='replace')[:500]) from None
@@ -46,8 +48,10 @@ class RemoteSelector(Selector):
                  max_tokens: int = 16,                     # `choice`: the most tokens generated
                  fallback: str = 'stay'):                  # `choice`: the skill when the text names none
         if mode not in REMOTE_MODES: raise ValueError(f"mode must be one of {REMOTE_MODES}, got {mode!r}")
-        self.base, self.model, self.mode, self.template = base_url.rstrip('/').removesuffix('/v1') + '/v1', model, mode, template or PromptTemplate()
-        self.tokenizer, self.api_key, self.timeout, self.max_tokens, self.fallback = tokenizer, api_key, timeout, max_tokens, fallback
+        self.base, self.model, self.mode, self.template = (base_url.rstrip('/').removesuffix('/v1') + '/v1', model,
+                                                           mode, template or PromptTemplate())
+        self.tokenizer, self.api_key, self.timeout, self.max_tokens, self.fallback = (tokenizer, api_key, timeout,
+                                                                                      max_tokens, fallback)
         self.guided = True  # False once the server refused `guided_choice`
 
     def request(self, path: str, body: dict | None = None) -> dict:
@@ -69,7 +73,7 @@ class RemoteSelector(Selector):
         prompts = [self.prompt(d, skills) for d in ds]
         return (_remote_score if self.mode == 'score' else _remote_choice)(self, prompts, skills)
 
-# %% ../nbs/05c_remote.ipynb #b33e584b
+# %% ../nbs/05c_remote.ipynb #5980b734
 def _texts(resp: dict, n: int) -> list[dict]:
     "The `n` choices of a completions answer in prompt order (empty dicts for missing ones)."
     out = [{} for _ in range(n)]
@@ -78,6 +82,7 @@ def _texts(resp: dict, n: int) -> list[dict]:
         if isinstance(j, int) and 0 <= j < n: out[j] = c
     return out
 
+# %% ../nbs/05c_remote.ipynb #d2c9edc6
 def _span_logprob(lp: dict | None, start: int, end: int) -> float:
     "Sum of the log-probs of the echoed tokens overlapping characters [start, end) (-inf if missing)."
     try:
@@ -90,8 +95,9 @@ def _span_logprob(lp: dict | None, start: int, end: int) -> float:
 # %% ../nbs/05c_remote.ipynb #56eb08ff
 def _remote_select(sel: RemoteSelector, ds: list[Decision], skills) -> list[Choice]:
     "`select` mode: the decisions to `/v1/select`; a choice missing from the answer is the fallback, invalid."
-    body = {'decisions': [dict(obs=d.obs, instruction=d.instruction, feedback=d.feedback, history=[list(h) for h in d.history])
-                          for d in ds], 'skills': list(skills), **({'model': sel.model} if sel.model else {})}
+    body = {'decisions': [dict(obs=d.obs, instruction=d.instruction, feedback=d.feedback,
+                               history=[list(h) for h in d.history], progress=list(d.progress)) for d in ds],
+            'skills': list(skills), **({'model': sel.model} if sel.model else {})}
     none = lambda: Choice(sel.fallback_for(skills), {s: -math.inf for s in skills}, None, False)
     out = [none() for _ in ds]
     for i, c in enumerate(_texts(sel.request('/select', body), len(ds))):
@@ -100,7 +106,7 @@ def _remote_select(sel: RemoteSelector, ds: list[Decision], skills) -> list[Choi
             out[i] = Choice(c['skill'], sc, c.get('output'), bool(c.get('valid', True)))
     return out
 
-# %% ../nbs/05c_remote.ipynb #0896e562
+# %% ../nbs/05c_remote.ipynb #d53f900b
 def _remote_choice(sel: RemoteSelector, prompts: list[str], skills) -> list[Choice]:
     "`choice` mode: one restricted (or parsed) completion per prompt."
     body, resp = {'model': sel.model_name(), 'prompt': prompts, 'max_tokens': sel.max_tokens, 'temperature': 0}, None
@@ -113,6 +119,7 @@ def _remote_choice(sel: RemoteSelector, prompts: list[str], skills) -> list[Choi
     resp = resp or sel.request('/completions', body)
     return [text_choice(c.get('text'), skills, sel.fallback_for(skills)) for c in _texts(resp, len(prompts))]
 
+# %% ../nbs/05c_remote.ipynb #ac17019a
 def _remote_score(sel: RemoteSelector, prompts: list[str], skills) -> list[Choice]:
     "`score` mode: the echoed log-probability of every skill after every prompt."
     body = {'model': sel.model_name(), 'prompt': [p + s for p in prompts for s in skills], 'max_tokens': 1,

@@ -4,7 +4,8 @@
 
 # %% ../nbs/08_serve.ipynb #20fb50a1
 from __future__ import annotations
-import os, sys, hmac, json, math, time, uuid, queue, asyncio, argparse, functools, ipaddress, threading, contextlib, dataclasses, collections
+import os, sys, hmac, json, math, time, uuid, queue, asyncio, argparse, functools, ipaddress, threading, contextlib, \
+    dataclasses, collections
 import uvicorn
 from fastcore.basics import patch
 from pathlib import Path
@@ -48,11 +49,11 @@ class ServeSettings:
     max_rows: int = 256                  # decisions or prompts per request; more get 413
     max_prompt_tokens: int = 1024        # tokens of one prompt with its answer; more get 400
     max_tokens: int = 256                # the most tokens a completion may ask for
-    token: str | None = None             # bearer token (None: `FLEXRL_API_TOKEN` or `FLEXRL_API_TOKEN_FILE`, else no auth)
+    token: str | None = None             # bearer token (None: `FLEXRL_API_TOKEN` or `..._FILE`, else no auth)
     public_metrics: bool = False         # serve `/metrics` without the token (for scrapers that cannot send one)
     threads: int | None = None           # torch threads of the model (None: torch's default)
 
-# %% ../nbs/08_serve.ipynb #03c461f8
+# %% ../nbs/08_serve.ipynb #f90d17b7
 def api_token(token: str | None = None,  # an explicit token wins
               env: Mapping | None = None,  # environment (default `os.environ`)
              ) -> str | None:
@@ -66,38 +67,40 @@ def api_token(token: str | None = None,  # an explicit token wins
         return t[0].strip()
     return None
 
-# %% ../nbs/08_serve.ipynb #5eea618e
+# %% ../nbs/08_serve.ipynb #17f705ac
 def is_loopback(host: str) -> bool:
     "Is `host` a loopback address (only this machine can connect)?"
     try: return ipaddress.ip_address(host).is_loopback
     except ValueError: return host == 'localhost'
 
-# %% ../nbs/08_serve.ipynb #4585ef9d
+# %% ../nbs/08_serve.ipynb #af036fa2
 class ServeError(Exception):
     "An error the server answers with: HTTP `status`, a message and an OpenAI-style error type."
     def __init__(self, status: int, message: str, type: str = 'invalid_request_error'):
         super().__init__(message); self.status, self.message, self.type = status, message, type
 
-# %% ../nbs/08_serve.ipynb #3c51686d
-def error_response(status: int, message: str, type: str = 'invalid_request_error', headers: Mapping | None = None) -> JSONResponse:
+# %% ../nbs/08_serve.ipynb #cb628e99
+def error_response(status: int, message: str, type: str = 'invalid_request_error',
+                   headers: Mapping | None = None) -> JSONResponse:
     "The JSON error answer: `{'error': {'message', 'type', 'code'}}`."
-    return JSONResponse({'error': {'message': message, 'type': type, 'code': status}}, status, headers=dict(headers or {}))
+    return JSONResponse({'error': {'message': message, 'type': type, 'code': status}}, status,
+                        headers=dict(headers or {}))
 
-# %% ../nbs/08_serve.ipynb #175e09e0
+# %% ../nbs/08_serve.ipynb #d9b76682
 def as_serve_error(e: BaseException) -> ServeError:
     "How an exception from the model thread is answered: bad input (`ValueError`, `TypeError`) 400, anything else 503."
     if isinstance(e, ServeError): return e
     if isinstance(e, (ValueError, TypeError)): return ServeError(400, str(e))
     return ServeError(503, f'model error: {type(e).__name__}: {e}', 'model_error')
 
-# %% ../nbs/08_serve.ipynb #78b5ba2d
+# %% ../nbs/08_serve.ipynb #16af863e
 def _settle(future: asyncio.Future, result):
     "Give `future` its result, or raise `result` in it when it is an exception (no-op when already done)."
     if future.done(): return
     if isinstance(result, BaseException): future.set_exception(result)
     else: future.set_result(result)
 
-# %% ../nbs/08_serve.ipynb #d37b2ffe
+# %% ../nbs/08_serve.ipynb #61231051
 @dataclasses.dataclass(eq=False)
 class Job:
     "One request's work for the model thread."
@@ -142,11 +145,13 @@ _STOP = object()
 class Batcher:
     "Micro-batching: one thread loads and owns the model; requests queue jobs and await their futures."
     def __init__(self, load: Callable[[], Any],      # builds the state the ops run on (called in the model thread)
-                 ops: Mapping[str, Callable],         # kind -> op(state, payloads) -> one result (or exception) per payload
+                 ops: Mapping[str, Callable],         # kind -> op(state, payloads): a result (or exception) per payload
                  max_batch: int = 32, max_wait_ms: float = 5.0, max_queue: int = 4096,
                  on_round: Callable[[str, int], None] | None = None):  # called with (kind, rows) before each op call
-        self.load, self.ops, self.max_batch, self.max_wait, self.max_queue = load, dict(ops), max(1, max_batch), max_wait_ms / 1000, max_queue
-        self.on_round, self.q, self.lock, self.pending, self.state, self.error = on_round, queue.Queue(), threading.Lock(), 0, None, None
+        self.load, self.ops, self.max_batch, self.max_wait, self.max_queue = (load, dict(ops), max(1, max_batch),
+                                                                              max_wait_ms / 1000, max_queue)
+        self.on_round, self.q, self.lock, self.pending, self.state, self.error = \
+            on_round, queue.Queue(), threading.Lock(), 0, None, None
         self.loaded, self.closing = threading.Event(), False
         self.thread = threading.Thread(target=lambda: self._main(), name='flexrl-model', daemon=True)
 
@@ -158,14 +163,14 @@ class Batcher:
         if self.thread.ident is None: self.thread.start()
         return self
 
-# %% ../nbs/08_serve.ipynb #ff9066a0
+# %% ../nbs/08_serve.ipynb #419a90c0
 @patch
 def stop(self: Batcher, timeout: float | None = None):
     "Answer the queued jobs, then end the thread; later jobs get 503."
     self.closing = True
     if self.thread.is_alive(): self.q.put(_STOP); self.thread.join(timeout)
 
-# %% ../nbs/08_serve.ipynb #9cc5ecf2
+# %% ../nbs/08_serve.ipynb #4ec956a4
 @patch
 def _main(self: Batcher):
     "The model thread: load, then run rounds until `_STOP`."
@@ -198,9 +203,11 @@ def _round(self: Batcher, jobs: list[Job]):
 async def submit(self: Batcher, kind: str, key, payload, rows: int = 1, timeout: float | None = None):
     "Queue a job and await its result (503 `ServeError` while loading or closing, when full, and after `timeout` seconds)."
     if not self.ready:
-        raise ServeError(503, self.error or ('the server is shutting down' if self.closing else 'the model is loading'), 'unavailable')
+        raise ServeError(503, self.error or ('the server is shutting down' if self.closing else 'the model is loading'),
+                         'unavailable')
     with self.lock:
-        if self.pending and self.pending + rows > self.max_queue: raise ServeError(503, f'server busy: {self.pending} rows queued', 'busy')
+        if self.pending and self.pending + rows > self.max_queue:
+            raise ServeError(503, f'server busy: {self.pending} rows queued', 'busy')
         self.pending += rows
     loop = asyncio.get_running_loop()
     job = Job(kind, key, payload, rows, loop.create_future(), loop)
@@ -214,8 +221,10 @@ class LM:
     def __init__(self, sel: HFSelector, max_prompt_tokens: int = 1024, batch: int = 32, cache: int = 16):
         self.sel, self.model, self.tok, self.batch, self.size = sel, sel.model, sel.tokenizer, max(1, batch), cache
         self.special = not getattr(self.tok, 'chat_template', None)  # add special tokens to raw prompts
-        self.limit = min(max_prompt_tokens, getattr(self.model.config, 'max_position_embeddings', None) or max_prompt_tokens)
-        self.pad = next(t for t in (self.tok.bos_token_id, self.tok.eos_token_id, self.tok.pad_token_id, 0) if t is not None)
+        self.limit = min(max_prompt_tokens,
+                         getattr(self.model.config, 'max_position_embeddings', None) or max_prompt_tokens)
+        self.pad = next(t for t in (self.tok.bos_token_id, self.tok.eos_token_id, self.tok.pad_token_id, 0)
+                        if t is not None)
         self._kv, self._tries, self._heads = collections.OrderedDict(), {}, {}
 
     def prefix_len(self, skills: tuple[str, ...]) -> int:
@@ -223,14 +232,14 @@ class LM:
         if skills not in self._heads: self._heads[skills] = len(self.sel.prefix_ids(skills))
         return self._heads[skills]
 
-# %% ../nbs/08_serve.ipynb #104f6d7d
+# %% ../nbs/08_serve.ipynb #07a50a4b
 @patch
 def trie(self: LM, skills: tuple[str, ...]) -> SkillTrie:
     "The answer trie of `skills` (cached)."
     if skills not in self._tries: self._tries[skills] = SkillTrie.from_skills(self.tok, skills)
     return self._tries[skills]
 
-# %% ../nbs/08_serve.ipynb #8baaca38
+# %% ../nbs/08_serve.ipynb #784551bf
 @patch
 def kv(self: LM, prefix: tuple[int, ...]):
     "The KV cache of a prompt prefix, kept for the `cache` most recently used prefixes."
@@ -247,7 +256,8 @@ def encode(self: LM, prompt: str,  # the prompt text, tokenized whole
     "The token ids of a prompt (special tokens only for a tokenizer without a chat template, as `HFSelector` does)."
     ids = self.tok(prompt, add_special_tokens=self.special).input_ids
     if (n := len(ids) + extra) > self.limit:
-        raise ValueError(f'a prompt of {n} tokens (with its answer) is too long: this server takes at most {self.limit}')
+        raise ValueError(f'a prompt of {n} tokens (with its answer) is too long: '
+                         f'this server takes at most {self.limit}')
     return ids
 
 # %% ../nbs/08_serve.ipynb #a1c711f7
@@ -272,7 +282,8 @@ def lm_choose(lm: LM, rows, skills: tuple[str, ...]) -> list[Choice]:
     for pre, idx, sufs in share_prefix(rows, lm.pad):
         kv = lm.kv(pre)
         for a in range(0, len(idx), lm.batch):
-            for i, c in zip(idx[a:a + lm.batch], lm.sel.choose(kv, sufs[a:a + lm.batch], trie, skills, restrict=True)): out[i] = c
+            for i, c in zip(idx[a:a + lm.batch],
+                            lm.sel.choose(kv, sufs[a:a + lm.batch], trie, skills, restrict=True)): out[i] = c
     return out
 
 # %% ../nbs/08_serve.ipynb #c7751549
@@ -299,33 +310,40 @@ def lm_generate(lm: LM, rows, max_new: Sequence[int], top: int = 0) -> list[Gene
                 g.logprobs.append(float(logp[t]))
                 if top: v, k = logp.topk(top); g.tops.append(dict(zip(k.tolist(), v.tolist())))
                 return t
-            with torch.no_grad(): toks = greedy_decode(lm.model, lm.kv(pre), [s for _, s in part], choose, max(max_new[i] for i, _ in part))
+            with torch.no_grad():
+                toks = greedy_decode(lm.model, lm.kv(pre), [s for _, s in part], choose,
+                                     max(max_new[i] for i, _ in part))
             for (i, _), t in zip(part, toks): out[i].tokens = t
     return out
 
 # %% ../nbs/08_serve.ipynb #db826148
-def lm_echo(lm: LM, prompts: Sequence[str], top: int = 0) -> list[tuple[list[int], list[int], list[float | None], list[dict[int, float]]]]:
+def lm_echo(lm: LM, prompts: Sequence[str], top: int = 0,
+           ) -> list[tuple[list[int], list[int], list[float | None], list[dict[int, float]]]]:
     "Each prompt's `(token ids, character offsets, log-probs, top alternatives)`."
-    enc, out, head = [lm.tok(p, add_special_tokens=lm.special, return_offsets_mapping=True) for p in prompts], [], lm.model.get_output_embeddings()
+    enc, out, head = ([lm.tok(p, add_special_tokens=lm.special, return_offsets_mapping=True) for p in prompts], [],
+                      lm.model.get_output_embeddings())
     for a in range(0, len(enc), lm.batch):
         part = enc[a:a + lm.batch]
         L = max(1, *(len(e.input_ids) for e in part))
         ids, mask = torch.full((len(part), L), lm.pad), torch.zeros(len(part), L, dtype=torch.long)
-        for b, e in enumerate(part): ids[b, :len(e.input_ids)], mask[b, :len(e.input_ids)] = torch.tensor(e.input_ids, dtype=torch.long), 1
+        for b, e in enumerate(part):
+            ids[b, :len(e.input_ids)], mask[b, :len(e.input_ids)] = torch.tensor(e.input_ids, dtype=torch.long), 1
         with torch.no_grad(): h = run_decoder(lm.model, ids, mask)
         for b, e in enumerate(part):
             n = len(e.input_ids)
             with torch.no_grad(): lp = torch.log_softmax(head(h[b, :max(n - 1, 0)]).float(), -1)
             got = lp.gather(1, ids[b, 1:n, None])[:, 0].tolist()
             tops = [dict(zip(k.tolist(), v.tolist())) for v, k in zip(*lp.topk(top, -1))] if top else []
-            out.append((list(e.input_ids), [s for s, _ in e.offset_mapping], [None] + got if n else [], ([{}] + tops) if top and n else []))
+            out.append((list(e.input_ids), [s for s, _ in e.offset_mapping], [None] + got if n else [],
+                        ([{}] + tops) if top and n else []))
     return out
 
 # %% ../nbs/08_serve.ipynb #7812787c
 class Engine:
     "What the model thread owns: the selector and, for a language-model selector, its `LM`."
     def __init__(self, sel: Selector, settings: ServeSettings):
-        if not isinstance(sel, Selector): raise TypeError(f'the selector factory gave a {type(sel).__name__}, not a Selector')
+        if not isinstance(sel, Selector):
+            raise TypeError(f'the selector factory gave a {type(sel).__name__}, not a Selector')
         self.sel, self.settings = sel, settings
         if isinstance(sel, HFSelector): sel.batch_size = max(1, settings.max_batch)
         self.lm = LM(sel, settings.max_prompt_tokens, settings.max_batch) if isinstance(sel, HFSelector) else None
@@ -336,7 +354,8 @@ class Engine:
         n0 = self.lm.prefix_len(skills) + max(map(len, self.lm.trie(skills).seqs))
         for i, d in enumerate(ds):
             if (n := n0 + len(self.sel.suffix_ids(d, skills))) > self.lm.limit:
-                raise ValueError(f'decision {i} makes a prompt of {n} tokens: this server takes at most {self.lm.limit}')
+                raise ValueError(f'decision {i} makes a prompt of {n} tokens: '
+                                 f'this server takes at most {self.lm.limit}')
 
 # %% ../nbs/08_serve.ipynb #e7393ab4
 def run_select(eng: Engine, payloads: list[tuple[list[Decision], tuple[str, ...]]]) -> list:
@@ -379,13 +398,15 @@ def render_chat(lm: LM, messages: list[dict]) -> str:
     "A chat as prompt text: the chat template with the assistant's turn opened (`role: text` paragraphs without a template)."
     if getattr(lm.tok, 'chat_template', None):
         try: return lm.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        except Exception as e: raise ValueError(f'the chat template cannot render these messages: {type(e).__name__}: {e}') from None
+        except Exception as e:
+            raise ValueError(f'the chat template cannot render these messages: {type(e).__name__}: {e}') from None
     return ''.join(f"{m['role']}: {m['content']}\n\n" for m in messages) + 'assistant:'
 
 # %% ../nbs/08_serve.ipynb #0aea0fe7
 def run_complete(eng: Engine, jobs: list[CompletionJob]) -> list:
     "The answers of each request (or its error): guided ones by `lm_choose`, free ones by `lm_generate` (and `lm_echo`)."
-    if eng.lm is None: raise ValueError(f'the served selector ({type(eng.sel).__name__}) has no language model: use /v1/select')
+    if eng.lm is None:
+        raise ValueError(f'the served selector ({type(eng.sel).__name__}) has no language model: use /v1/select')
     lm, out, rows, owner = eng.lm, [None] * len(jobs), [], []
     for j, job in enumerate(jobs):
         try:
@@ -397,13 +418,10 @@ def run_complete(eng: Engine, jobs: list[CompletionJob]) -> list:
     for (j, _), a in zip(owner, answers): out[j] = (out[j] or []) + [a]
     return out
 
-# %% ../nbs/08_serve.ipynb #42ac0ac1
+# %% ../nbs/08_serve.ipynb #37cc31be
 def _texts(lm: LM, ids: Sequence[int]) -> list[str]: return [lm.tok.decode([t]) for t in ids]
-
-# %% ../nbs/08_serve.ipynb #e3841f26
-def _tops(lm: LM, tops: Sequence[dict]) -> list[dict[str, float]]: return [{lm.tok.decode([t]): v for t, v in d.items()} for d in tops]
-
-# %% ../nbs/08_serve.ipynb #812e0751
+def _tops(lm: LM, tops: Sequence[dict]) -> list[dict[str, float]]:
+    return [{lm.tok.decode([t]): v for t, v in d.items()} for d in tops]
 def _answers(lm: LM, jobs: list[CompletionJob], rows: list, owner: list[tuple[int, str]]) -> list[Answer]:
     "The `Answer` of every encoded row (`owner`: its request and prompt)."
     if not rows: return []
@@ -413,33 +431,43 @@ def _answers(lm: LM, jobs: list[CompletionJob], rows: list, owner: list[tuple[in
         return [Answer(p, k, c.skill, n[c.skill]) for (j, p), k, c in zip(owner, sizes, lm_choose(lm, rows, skills))]
     gens = lm_generate(lm, rows, [jobs[j].max_tokens for j, _ in owner], top)
     e = [k for k, (j, _) in enumerate(owner) if jobs[j].echo]
-    echoes = {k: (_texts(lm, i), o, l, _tops(lm, t)) for k, (i, o, l, t) in zip(e, lm_echo(lm, [owner[k][1] for k in e], top))}
-    return [Answer(p, n, lm.tok.decode(g.tokens, skip_special_tokens=True), len(g.tokens), g.finish, _texts(lm, g.tokens), g.logprobs,
+    echoes = {k: (_texts(lm, i), o, l, _tops(lm, t))
+              for k, (i, o, l, t) in zip(e, lm_echo(lm, [owner[k][1] for k in e], top))}
+    return [Answer(p, n, lm.tok.decode(g.tokens, skip_special_tokens=True), len(g.tokens), g.finish,
+                   _texts(lm, g.tokens), g.logprobs,
                    _tops(lm, g.tops), echoes.get(k)) for k, ((j, p), n, g) in enumerate(zip(owner, sizes, gens))]
 
-# %% ../nbs/08_serve.ipynb #b97f2ded
+# %% ../nbs/08_serve.ipynb #3dd0f637
 MAX_TEXT = 8192  # characters of one text field: observation, instruction, feedback, prompt, message
 MAX_ROWS = 1024  # decisions or prompts per request the schema allows (`ServeSettings.max_rows` may lower it)
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 SkillName = Annotated[str, Field(min_length=1, max_length=64)]
 
+# %% ../nbs/08_serve.ipynb #3ad69803
 class DecisionIn(BaseModel):
     "One decision: what the agent sees, the instruction in force now, what the last skill did."
     model_config = ConfigDict(extra='forbid')
-    obs: str = Field(max_length=MAX_TEXT, description='observation text, e.g. `Agent: (15, 30), Ball: (20, 25), Goal: (5, 5)`')
+    obs: str = Field(max_length=MAX_TEXT,
+                     description='observation text, e.g. `Agent: (15, 30), Ball: (20, 25), Goal: (5, 5)`')
     instruction: str = Field(max_length=MAX_TEXT, description='the instruction in force now')
-    feedback: str | None = Field(None, max_length=MAX_TEXT, description="what the last skill did; null before the first skill")
-    history: list[tuple[Text, Text]] = Field([], max_length=16, description='earlier (skill, feedback) pairs, oldest first')
+    feedback: str | None = Field(None, max_length=MAX_TEXT,
+                                 description="what the last skill did; null before the first skill")
+    history: list[tuple[Text, Text]] = Field([], max_length=16,
+                                             description='earlier (skill, feedback) pairs, oldest first')
+    progress: list[Annotated[str, Field(max_length=64)]] = Field(
+        [], max_length=32,
+        description='completion events since the instruction was given, in order (e.g. goal_reached)')
 
-# %% ../nbs/08_serve.ipynb #1ea4c6c4
+# %% ../nbs/08_serve.ipynb #fca1290b
 class SelectRequest(BaseModel):
     "A batch of decisions and the skills to choose from."
     model_config = ConfigDict(extra='forbid')
     model: str | None = Field(None, max_length=256, description='the served model id (optional)')
     decisions: list[DecisionIn] = Field(min_length=1, max_length=MAX_ROWS)
-    skills: list[SkillName] = Field(list(SKILLS), min_length=1, max_length=64, description='distinct one-line skill names')
+    skills: list[SkillName] = Field(list(SKILLS), min_length=1, max_length=64,
+                                    description='distinct one-line skill names')
 
-# %% ../nbs/08_serve.ipynb #2cd025c6
+# %% ../nbs/08_serve.ipynb #7a7c3188
 class ChoiceOut(BaseModel):
     "The answer for one decision."
     index: int                                   # the decision's position in the request
@@ -448,14 +476,14 @@ class ChoiceOut(BaseModel):
     output: str | None = None                    # the model's raw text, for selectors that read text
     valid: bool = True                           # false when the model named no skill and the fallback was chosen
 
-# %% ../nbs/08_serve.ipynb #52a0d095
+# %% ../nbs/08_serve.ipynb #6fdc970c
 class SelectResponse(BaseModel):
     "The choices for a batch of decisions."
     object: Literal['selection'] = 'selection'
     model: str
     choices: list[ChoiceOut]
 
-# %% ../nbs/08_serve.ipynb #6b243f0a
+# %% ../nbs/08_serve.ipynb #1d397622
 def finite(x: float) -> float | None:
     "`x`, or None when it is not finite (JSON has no infinity)."
     return x if math.isfinite(x) else None
@@ -469,27 +497,30 @@ class CompletionRequest(BaseModel):
     max_tokens: int = Field(16, ge=0, le=4096, description='new tokens at most (ignored with `guided_choice`)')
     temperature: float | None = Field(None, ge=0, le=2, description='accepted; decoding is always greedy')
     echo: bool = Field(False, description='put the prompt (and, with `logprobs`, its scores) before the answer')
-    logprobs: int | None = Field(None, ge=0, le=5, description='log-probabilities of the tokens, with this many alternatives')
+    logprobs: int | None = Field(None, ge=0, le=5,
+                                 description='log-probabilities of the tokens, with this many alternatives')
     stop: Text | Annotated[list[Text], Field(max_length=4)] | None = None
     n: int = Field(1, ge=1, le=1)
     stream: bool = Field(False, description='not supported: must be false')
-    guided_choice: Annotated[list[SkillName], Field(min_length=1, max_length=64)] | None = Field(None, description="answer with one of these (vLLM's extension)")
+    guided_choice: Annotated[list[SkillName], Field(min_length=1, max_length=64)] | None = Field(
+        None, description="answer with one of these (vLLM's extension)")
 
-# %% ../nbs/08_serve.ipynb #de767079
+# %% ../nbs/08_serve.ipynb #fac3c756
 class ContentPart(BaseModel):
     "A text part of a chat message."
     model_config = ConfigDict(extra='ignore')
     type: Literal['text']
     text: Text
 
-# %% ../nbs/08_serve.ipynb #ed56f39b
+# %% ../nbs/08_serve.ipynb #97ab9318
 class Message(BaseModel):
     "A chat message."
     model_config = ConfigDict(extra='ignore')
     role: Literal['system', 'developer', 'user', 'assistant']
     content: Text | Annotated[list[ContentPart], Field(max_length=16)] | None = None
 
-    def text(self) -> str: return self.content if isinstance(self.content, str) else ''.join(p.text for p in self.content or [])
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else ''.join(p.text for p in self.content or [])
 
 # %% ../nbs/08_serve.ipynb #1ec628a9
 class ChatRequest(BaseModel):
@@ -507,27 +538,27 @@ class ChatRequest(BaseModel):
     stream: bool = False
     guided_choice: Annotated[list[SkillName], Field(min_length=1, max_length=64)] | None = None
 
-# %% ../nbs/08_serve.ipynb #1ce2a163
+# %% ../nbs/08_serve.ipynb #8b70ae1b
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
 
-# %% ../nbs/08_serve.ipynb #e884e3a7
+# %% ../nbs/08_serve.ipynb #020a4695
 class CompletionLogprobs(BaseModel):
     tokens: list[str]
     token_logprobs: list[float | None]
     top_logprobs: list[dict[str, float] | None] | None = None
     text_offset: list[int]
 
-# %% ../nbs/08_serve.ipynb #dd377fcb
+# %% ../nbs/08_serve.ipynb #e04a5cf1
 class CompletionChoice(BaseModel):
     index: int
     text: str
     logprobs: CompletionLogprobs | None = None
     finish_reason: Literal['stop', 'length']
 
-# %% ../nbs/08_serve.ipynb #ebe1fd51
+# %% ../nbs/08_serve.ipynb #35c3db2f
 class CompletionResponse(BaseModel):
     "An OpenAI text-completions answer."
     id: str
@@ -537,34 +568,34 @@ class CompletionResponse(BaseModel):
     choices: list[CompletionChoice]
     usage: Usage
 
-# %% ../nbs/08_serve.ipynb #8170638d
+# %% ../nbs/08_serve.ipynb #684fb3af
 class TopLogprob(BaseModel):
     token: str
     logprob: float
 
-# %% ../nbs/08_serve.ipynb #69fd1ff3
+# %% ../nbs/08_serve.ipynb #1509150a
 class TokenLogprob(BaseModel):
     token: str
     logprob: float
     top_logprobs: list[TopLogprob] = []
 
-# %% ../nbs/08_serve.ipynb #e1af472c
+# %% ../nbs/08_serve.ipynb #f3d7ddc0
 class ChatLogprobs(BaseModel):
     content: list[TokenLogprob]
 
-# %% ../nbs/08_serve.ipynb #f25e29f3
+# %% ../nbs/08_serve.ipynb #483ee7e4
 class ChatMessageOut(BaseModel):
     role: Literal['assistant'] = 'assistant'
     content: str
 
-# %% ../nbs/08_serve.ipynb #bcaf9423
+# %% ../nbs/08_serve.ipynb #1cafb371
 class ChatChoice(BaseModel):
     index: int
     message: ChatMessageOut
     logprobs: ChatLogprobs | None = None
     finish_reason: Literal['stop', 'length']
 
-# %% ../nbs/08_serve.ipynb #fdf574f6
+# %% ../nbs/08_serve.ipynb #6954b516
 class ChatResponse(BaseModel):
     "An OpenAI chat-completions answer."
     id: str
@@ -574,35 +605,35 @@ class ChatResponse(BaseModel):
     choices: list[ChatChoice]
     usage: Usage
 
-# %% ../nbs/08_serve.ipynb #e6e1c039
+# %% ../nbs/08_serve.ipynb #063a68b9
 class ModelCard(BaseModel):
     id: str
     object: Literal['model'] = 'model'
     created: int
     owned_by: str = 'flexrl'
 
-# %% ../nbs/08_serve.ipynb #78b6755d
+# %% ../nbs/08_serve.ipynb #a53c13ba
 class ModelList(BaseModel):
     object: Literal['list'] = 'list'
     data: list[ModelCard]
 
-# %% ../nbs/08_serve.ipynb #e44d515f
+# %% ../nbs/08_serve.ipynb #928052f7
 class Health(BaseModel):
     status: Literal['ok'] = 'ok'
 
-# %% ../nbs/08_serve.ipynb #efc9df0e
+# %% ../nbs/08_serve.ipynb #e5715fb4
 class Readiness(BaseModel):
     ready: bool
     model: str
     reason: str | None = None  # why not, when not ready
 
-# %% ../nbs/08_serve.ipynb #a9c04fd8
+# %% ../nbs/08_serve.ipynb #87a593b1
 class ErrorDetail(BaseModel):
     message: str
     type: str
     code: int
 
-# %% ../nbs/08_serve.ipynb #620426ec
+# %% ../nbs/08_serve.ipynb #48f3d1d2
 class ErrorOut(BaseModel):
     "Every error answer."
     error: ErrorDetail
@@ -617,10 +648,13 @@ class Metrics:
         self.requests = Counter('flexrl_requests', 'HTTP requests by route and status', ['route', 'status'], registry=r)
         self.latency = Histogram('flexrl_request_seconds', 'HTTP request latency', ['route'], registry=r,
                                  buckets=(.002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60))
-        self.batch = Histogram('flexrl_batch_rows', 'rows per model call', ['op'], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=r)
-        self.invalid = Counter('flexrl_invalid_outputs', 'choices where the model named no skill (fallback used)', registry=r)
+        self.batch = Histogram('flexrl_batch_rows', 'rows per model call', ['op'],
+                               buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=r)
+        self.invalid = Counter('flexrl_invalid_outputs', 'choices where the model named no skill (fallback used)',
+                               registry=r)
         self.model_errors = Counter('flexrl_model_errors', 'requests failed by the model', registry=r)
-        self.queue, self.ready = Gauge('flexrl_queue_rows', 'rows waiting', registry=r), Gauge('flexrl_ready', '1 when the model is loaded', registry=r)
+        self.queue, self.ready = (Gauge('flexrl_queue_rows', 'rows waiting', registry=r),
+                                  Gauge('flexrl_ready', '1 when the model is loaded', registry=r))
 
     def observe(self, path: str, status: int, seconds: float):
         "Count a finished request."
@@ -629,7 +663,7 @@ class Metrics:
 
     def text(self) -> bytes: return generate_latest(self.registry)
 
-# %% ../nbs/08_serve.ipynb #4d9c3722
+# %% ../nbs/08_serve.ipynb #c8127974
 async def read_body(receive, limit: int) -> bytes | None:
     "The whole request body, or None as soon as it exceeds `limit` bytes."
     body, more = bytearray(), True
@@ -640,7 +674,7 @@ async def read_body(receive, limit: int) -> bytes | None:
         if len(body) > limit: return None
     return bytes(body)
 
-# %% ../nbs/08_serve.ipynb #ff2470d2
+# %% ../nbs/08_serve.ipynb #d0d754eb
 def replay(body: bytes, receive):
     "An ASGI `receive` that gives `body` once, then defers to `receive` (for the disconnect)."
     sent = False
@@ -683,7 +717,8 @@ async def _guarded(self: Guard, scope, receive, send):
     size = dict(scope['headers']).get(b'content-length', b'0')
     body = await read_body(receive, self.max_body) if size.isdigit() and int(size) <= self.max_body else None
     if body is None:
-        r = error_response(413, f'the request body is larger than {self.max_body} bytes', 'request_too_large', {'Connection': 'close'})
+        r = error_response(413, f'the request body is larger than {self.max_body} bytes', 'request_too_large',
+                           {'Connection': 'close'})
         return await r(scope, receive, send)
     await self.app(scope, replay(body, receive), send)
 
@@ -696,9 +731,11 @@ class Server:
     def check(self, model: str | None, rows: int):
         "404 for another model's name, 413 for more rows than `max_rows`."
         if model is not None and model != self.settings.model_name:
-            raise ServeError(404, f'model {model!r} not found: this server serves {self.settings.model_name!r}', 'not_found_error')
+            raise ServeError(404, f'model {model!r} not found: this server serves {self.settings.model_name!r}',
+                             'not_found_error')
         if rows > self.settings.max_rows:
-            raise ServeError(413, f'{rows} decisions or prompts in one request: this server takes at most {self.settings.max_rows}', 'request_too_large')
+            raise ServeError(413, f'{rows} decisions or prompts in one request: '
+                                  f'this server takes at most {self.settings.max_rows}', 'request_too_large')
 
     async def run(self, kind: str, key, payload, rows: int):
         "Submit a job and await its result; failures become the `ServeError` the client gets."
@@ -708,13 +745,13 @@ class Server:
             if err.type == 'model_error': self.metrics.model_errors.inc(); log.warning(err.message)
             raise err from None
 
-# %% ../nbs/08_serve.ipynb #5a99bd1d
+# %% ../nbs/08_serve.ipynb #18d40be0
 def _skills(names: Sequence[str]) -> tuple[str, ...]:
     "The skill list, or a 400 `ServeError` saying what is wrong with it."
     try: return check_skills(names)
     except ValueError as e: raise ServeError(400, str(e)) from None
 
-# %% ../nbs/08_serve.ipynb #4675d275
+# %% ../nbs/08_serve.ipynb #65bce68a
 def _add_handlers(app: FastAPI):
     "Answer every error as `ErrorOut` JSON: ours, validation (422) and HTTP ones (404, 405)."
     @app.exception_handler(ServeError)
@@ -734,21 +771,24 @@ def _lifespan(new_batcher: Callable[[], Batcher]):
     @contextlib.asynccontextmanager
     async def lifespan(app):
         st = app.state.serve
-        if st.batcher.thread.ident is not None: st.batcher = new_batcher()   # a lifespan run again gets a fresh model thread
+        # a lifespan run again gets a fresh model thread
+        if st.batcher.thread.ident is not None: st.batcher = new_batcher()
         st.batcher.start(); yield; await asyncio.to_thread(st.batcher.stop, st.settings.timeout_s)
     return lifespan
 
 # %% ../nbs/08_serve.ipynb #374d370f
 OPS: dict[str, Callable] = {'select': run_select, 'complete': run_complete}  # what the model thread runs, by job kind
 
-def create_app(selector: Selector | Callable[[], Selector] | None = None,  # a selector, or a factory run in the model thread (None: `HFSelector.default`)
-               settings: ServeSettings | None = None,                      # batching, limits, token (default `ServeSettings()`)
-               mirror: Callable[[str, Callable], Callable] | None = None,  # wraps each op, by kind (`flexrl.parallel.mirrored`)
+def create_app(selector: Selector | Callable[[], Selector] | None = None,  # a selector, or a factory (model thread)
+                                                                           # (None: `HFSelector.default`)
+               settings: ServeSettings | None = None,                      # batching, limits, token (`ServeSettings()`)
+               mirror: Callable[[str, Callable], Callable] | None = None,  # wraps each op by kind (`parallel.mirrored`)
               ) -> FastAPI:
     "The FastAPI app serving a selector; its model thread starts and stops with the app's lifespan."
     s = settings or ServeSettings()
     s = dataclasses.replace(s, token=api_token(s.token))
-    factory, metrics = (lambda: selector) if isinstance(selector, Selector) else (selector or HFSelector.default), Metrics()
+    factory, metrics = ((lambda: selector) if isinstance(selector, Selector) else (selector or HFSelector.default),
+                        Metrics())
     def load():
         if s.threads: torch.set_num_threads(s.threads)
         return Engine(factory(), s)
@@ -756,76 +796,87 @@ def create_app(selector: Selector | Callable[[], Selector] | None = None,  # a s
     def batcher() -> Batcher:
         return Batcher(load, ops, s.max_batch, s.max_wait_ms, s.max_queue,
                        on_round=lambda kind, rows: metrics.batch.labels(kind).observe(rows))
-    app = FastAPI(title='flex-rl selector server', summary='Skill selection, OpenAI-compatible completions.', lifespan=_lifespan(batcher))
+    app = FastAPI(title='flex-rl selector server', summary='Skill selection, OpenAI-compatible completions.',
+                  lifespan=_lifespan(batcher))
     st = app.state.serve = Server(s, batcher(), metrics)
     metrics.queue.set_function(lambda: st.batcher.pending); metrics.ready.set_function(lambda: float(st.batcher.ready))
     app.include_router(router); _add_handlers(app)
-    app.add_middleware(Guard, token=s.token, max_body=s.max_body_bytes, metrics=metrics, public=PUBLIC + (('/metrics',) if s.public_metrics else ()))
+    app.add_middleware(Guard, token=s.token, max_body=s.max_body_bytes, metrics=metrics,
+                       public=PUBLIC + (('/metrics',) if s.public_metrics else ()))
     return app
 
-# %% ../nbs/08_serve.ipynb #01a31ca6
+# %% ../nbs/08_serve.ipynb #dc2fdc24
 router = APIRouter()
 _bearer = HTTPBearer(auto_error=False, description='the server token (`FLEXRL_API_TOKEN`)')
 AUTH = [Security(_bearer)]  # documents the token in the OpenAPI schema; `Guard` enforces it
-_ERR = {400: 'bad input', 401: 'missing or wrong token', 404: 'unknown model', 413: 'request too large', 422: 'invalid request',
+_ERR = {400: 'bad input', 401: 'missing or wrong token', 404: 'unknown model', 413: 'request too large',
+        422: 'invalid request',
         503: 'model loading, failing, busy or shutting down'}
 def _errors(*codes: int) -> dict: return {c: {'model': ErrorOut, 'description': _ERR[c]} for c in codes}
 
-# %% ../nbs/08_serve.ipynb #05fb6c64
 POST_ERRORS = _errors(400, 401, 404, 413, 422, 503)
 
+# %% ../nbs/08_serve.ipynb #4b622d26
 @router.get('/health', operation_id='health', response_model=Health, tags=['probes'])
 async def _health() -> Health:
     "Liveness: the server answers (no token needed)."
     return Health()
 
-# %% ../nbs/08_serve.ipynb #6d7dabeb
-@router.get('/ready', operation_id='ready', response_model=Readiness, responses={503: {'model': Readiness, 'description': 'not ready'}}, tags=['probes'])
+# %% ../nbs/08_serve.ipynb #250352e8
+@router.get('/ready', operation_id='ready', response_model=Readiness,
+            responses={503: {'model': Readiness, 'description': 'not ready'}}, tags=['probes'])
 async def _ready(request: Request):
     "Readiness: 200 once the model is loaded, 503 before, after it failed to load, or while shutting down (no token needed)."
     st = request.app.state.serve; b = st.batcher
     why = None if b.ready else (b.error or ('shutting down' if b.closing else 'the model is loading'))
-    return JSONResponse(Readiness(ready=b.ready, model=st.settings.model_name, reason=why).model_dump(), 200 if b.ready else 503)
+    return JSONResponse(Readiness(ready=b.ready, model=st.settings.model_name, reason=why).model_dump(),
+                        200 if b.ready else 503)
 
-# %% ../nbs/08_serve.ipynb #5916f709
+# %% ../nbs/08_serve.ipynb #43e65b29
 @router.get('/metrics', operation_id='metrics', response_model=None, dependencies=AUTH, tags=['probes'],
-            responses={200: {'content': {'text/plain': {'schema': {'type': 'string'}}}, 'description': 'Prometheus text format'}, **_errors(401)})
+            responses={200: {'content': {'text/plain': {'schema': {'type': 'string'}}},
+                             'description': 'Prometheus text format'}, **_errors(401)})
 async def _metrics(request: Request):
     "Prometheus metrics (behind the token unless `public_metrics`)."
     return PlainTextResponse(request.app.state.serve.metrics.text(), media_type=CONTENT_TYPE_LATEST)
 
-# %% ../nbs/08_serve.ipynb #92a88299
-@router.get('/v1/models', operation_id='models', response_model=ModelList, dependencies=AUTH, responses=_errors(401), tags=['openai'])
+# %% ../nbs/08_serve.ipynb #903059e0
+@router.get('/v1/models', operation_id='models', response_model=ModelList, dependencies=AUTH, responses=_errors(401),
+            tags=['openai'])
 async def _models(request: Request) -> ModelList:
     "The served model (OpenAI's model list)."
     return ModelList(data=[ModelCard(id=request.app.state.serve.settings.model_name, created=int(time.time()))])
 
 # %% ../nbs/08_serve.ipynb #39a14bf7
-@router.post('/v1/select', operation_id='select', response_model=SelectResponse, dependencies=AUTH, responses=POST_ERRORS, tags=['selector'])
+@router.post('/v1/select', operation_id='select', response_model=SelectResponse, dependencies=AUTH,
+             responses=POST_ERRORS, tags=['selector'])
 async def _select(body: SelectRequest, request: Request) -> SelectResponse:
     "Choose a skill for every decision of a batch, with every skill's score."
     st = request.app.state.serve
     st.check(body.model, len(body.decisions))
     skills = _skills(body.skills)
-    ds = [Decision(d.obs, d.instruction, d.feedback, tuple(d.history)) for d in body.decisions]
+    ds = [Decision(d.obs, d.instruction, d.feedback, tuple(d.history), tuple(d.progress)) for d in body.decisions]
     cs = await st.run('select', skills, (ds, skills), len(ds))
     st.metrics.invalid.inc(sum(not c.valid for c in cs))
     return SelectResponse(model=st.settings.model_name, choices=[
-        ChoiceOut(index=i, skill=c.skill, scores={k: finite(v) for k, v in c.scores.items()}, output=c.output, valid=c.valid) for i, c in enumerate(cs)])
+        ChoiceOut(index=i, skill=c.skill, scores={k: finite(v) for k, v in c.scores.items()}, output=c.output,
+                  valid=c.valid) for i, c in enumerate(cs)])
 
-# %% ../nbs/08_serve.ipynb #44f0a1f1
-def completion_job(st: Server, body: CompletionRequest | ChatRequest, rows: int, max_tokens: int, top: int, **kw) -> CompletionJob:
+# %% ../nbs/08_serve.ipynb #b0e00f56
+def completion_job(st: Server, body: CompletionRequest | ChatRequest, rows: int, max_tokens: int, top: int,
+                   **kw) -> CompletionJob:
     "The checked `CompletionJob` of a completions or chat request."
     st.check(body.model, rows)
     if body.stream: raise ServeError(400, 'streaming is not supported: send stream=false')
-    if max_tokens > st.settings.max_tokens: raise ServeError(400, f'max_tokens={max_tokens}: this server gives at most {st.settings.max_tokens}')
+    if max_tokens > st.settings.max_tokens:
+        raise ServeError(400, f'max_tokens={max_tokens}: this server gives at most {st.settings.max_tokens}')
     skills = _skills(body.guided_choice) if body.guided_choice else None
     return CompletionJob(skills=skills, max_tokens=max_tokens, top=top, **kw)
 
-# %% ../nbs/08_serve.ipynb #7de1e0cd
+# %% ../nbs/08_serve.ipynb #06ce9175
 def _lp(x: float) -> float: return max(x, -9999.0) if x == x else -9999.0
 
-# %% ../nbs/08_serve.ipynb #78d841ee
+# %% ../nbs/08_serve.ipynb #848ccb33
 def cut(a: Answer, stop) -> Answer:
     "`a` cut before the first `stop` string in its text (and its tokens with it)."
     stops = [stop] if isinstance(stop, str) else (stop or [])
@@ -833,9 +884,10 @@ def cut(a: Answer, stop) -> Answer:
     if at is None: return a
     n, pos = 0, 0
     while n < len(a.tokens) and pos < at: pos += len(a.tokens[n]); n += 1   # keep the tokens starting before the cut
-    return dataclasses.replace(a, text=a.text[:at], finish='stop', tokens=a.tokens[:n], logprobs=a.logprobs[:n], tops=a.tops[:n], completion_tokens=n)
+    return dataclasses.replace(a, text=a.text[:at], finish='stop', tokens=a.tokens[:n], logprobs=a.logprobs[:n],
+                               tops=a.tops[:n], completion_tokens=n)
 
-# %% ../nbs/08_serve.ipynb #3358dea2
+# %% ../nbs/08_serve.ipynb #39069445
 def completion_choice(i: int, a: Answer, echo: bool, top: int | None) -> CompletionChoice:
     "An `Answer` as an OpenAI completions choice."
     lp = None
@@ -845,38 +897,51 @@ def completion_choice(i: int, a: Answer, echo: bool, top: int | None) -> Complet
         pos = len(a.prompt) if echo else 0
         for t, l, tp in zip(a.tokens, a.logprobs, a.tops or [None] * len(a.tokens)):
             toks.append(t); offs.append(pos); lps.append(l); tops.append(tp); pos += len(t)
-        lp = CompletionLogprobs(tokens=toks, token_logprobs=[None if x is None else _lp(x) for x in lps], text_offset=offs,
-                                top_logprobs=[tp and {k: _lp(v) for k, v in tp.items()} for tp in tops] if top else None)
+        lp = CompletionLogprobs(tokens=toks, token_logprobs=[None if x is None else _lp(x) for x in lps],
+                                text_offset=offs,
+                                top_logprobs=[tp and {k: _lp(v) for k, v in tp.items()} for tp in tops]
+                                if top else None)
     return CompletionChoice(index=i, text=(a.prompt if echo else '') + a.text, logprobs=lp, finish_reason=a.finish)
 
-# %% ../nbs/08_serve.ipynb #41196899
+# %% ../nbs/08_serve.ipynb #13e5ca7f
 def _usage(answers: Sequence[Answer]) -> Usage:
     p, c = sum(a.prompt_tokens for a in answers), sum(a.completion_tokens for a in answers)
     return Usage(prompt_tokens=p, completion_tokens=c, total_tokens=p + c)
 
 # %% ../nbs/08_serve.ipynb #8fc5597b
-@router.post('/v1/completions', operation_id='completions', response_model=CompletionResponse, dependencies=AUTH, responses=POST_ERRORS, tags=['openai'])
+@router.post('/v1/completions', operation_id='completions', response_model=CompletionResponse, dependencies=AUTH,
+             responses=POST_ERRORS, tags=['openai'])
 async def _completions(body: CompletionRequest, request: Request) -> CompletionResponse:
     "OpenAI text completions (greedy): `guided_choice` answers with one of its strings; `echo` with `logprobs` scores the prompt."
     st, prompts = request.app.state.serve, [body.prompt] if isinstance(body.prompt, str) else body.prompt
     job = completion_job(st, body, len(prompts), body.max_tokens, body.logprobs or 0, prompts=prompts, echo=body.echo)
-    answers = [cut(a, body.stop) for a in await st.run('complete', ('guided', job.skills) if job.skills else ('free',), job, len(prompts))]
-    return CompletionResponse(id=f'cmpl-{uuid.uuid4().hex}', created=int(time.time()), model=st.settings.model_name, usage=_usage(answers),
-                              choices=[completion_choice(i, a, body.echo, body.logprobs) for i, a in enumerate(answers)])
+    answers = [cut(a, body.stop) for a in
+               await st.run('complete', ('guided', job.skills) if job.skills else ('free',), job, len(prompts))]
+    return CompletionResponse(id=f'cmpl-{uuid.uuid4().hex}', created=int(time.time()), model=st.settings.model_name,
+                              usage=_usage(answers),
+                              choices=[completion_choice(i, a, body.echo, body.logprobs)
+                                       for i, a in enumerate(answers)])
 
 # %% ../nbs/08_serve.ipynb #9c2018fc
-@router.post('/v1/chat/completions', operation_id='chat_completions', response_model=ChatResponse, dependencies=AUTH, responses=POST_ERRORS, tags=['openai'])
+@router.post('/v1/chat/completions', operation_id='chat_completions', response_model=ChatResponse, dependencies=AUTH,
+             responses=POST_ERRORS, tags=['openai'])
 async def _chat_completions(body: ChatRequest, request: Request) -> ChatResponse:
     "OpenAI chat completions (greedy), rendered with the model's chat template; `guided_choice` answers with one of its strings."
     st = request.app.state.serve
-    n = body.max_completion_tokens if body.max_completion_tokens is not None else (body.max_tokens if body.max_tokens is not None else 16)
+    n = (body.max_completion_tokens if body.max_completion_tokens is not None
+         else (body.max_tokens if body.max_tokens is not None else 16))
     top = (body.top_logprobs or 0) if body.logprobs else 0
     job = completion_job(st, body, 1, n, top, messages=[{'role': m.role, 'content': m.text()} for m in body.messages])
     a = cut((await st.run('complete', ('guided', job.skills) if job.skills else ('free',), job, 1))[0], body.stop)
-    lp = ChatLogprobs(content=[TokenLogprob(token=t, logprob=_lp(l), top_logprobs=[TopLogprob(token=k, logprob=_lp(v)) for k, v in (tp or {}).items()])
-                               for t, l, tp in zip(a.tokens, a.logprobs, a.tops or [None] * len(a.tokens))]) if body.logprobs else None
-    return ChatResponse(id=f'chatcmpl-{uuid.uuid4().hex}', created=int(time.time()), model=st.settings.model_name, usage=_usage([a]),
-                        choices=[ChatChoice(index=0, message=ChatMessageOut(content=a.text), logprobs=lp, finish_reason=a.finish)])
+    lp = ChatLogprobs(content=[TokenLogprob(token=t, logprob=_lp(l),
+                                            top_logprobs=[TopLogprob(token=k, logprob=_lp(v))
+                                                          for k, v in (tp or {}).items()])
+                               for t, l, tp in zip(a.tokens, a.logprobs, a.tops or [None] * len(a.tokens))]
+                      ) if body.logprobs else None
+    return ChatResponse(id=f'chatcmpl-{uuid.uuid4().hex}', created=int(time.time()), model=st.settings.model_name,
+                        usage=_usage([a]),
+                        choices=[ChatChoice(index=0, message=ChatMessageOut(content=a.text), logprobs=lp,
+                                            finish_reason=a.finish)])
 
 # %% ../nbs/08_serve.ipynb #36e23a35
 def tiny_selector(seed: int = 0, hidden: int = 64, mode: str = 'score') -> HFSelector:
@@ -888,7 +953,7 @@ def selector_factory(name: str = 'tuned',          # a name of `flexrl.steering.
                      mode: str = 'score',          # a language model's mode
                      seed: int = 0,                # random selectors' and the tiny model's seed
                      hidden: int = 64,             # 'tiny': its hidden size
-                     adapter: str | None = None,   # language models: 'auto', a folder or 'none' instead of the registry's
+                     adapter: str | None = None,   # language models: 'auto', a folder or 'none' (not the registry's)
                     ) -> Callable[[], Selector]:
     "What the model thread calls to build the served selector; a wrong name fails here, naming the valid ones."
     if name not in SELECTORS: raise ValueError(f"unknown selector {name!r}; choose one of {', '.join(SELECTORS)}")
@@ -896,7 +961,7 @@ def selector_factory(name: str = 'tuned',          # a name of `flexrl.steering.
     kw = {} if adapter is None else {'adapter': None if adapter == 'none' else adapter}
     return functools.partial(make_selector, name, seed, mode, **kw)
 
-# %% ../nbs/08_serve.ipynb #3bce64b6
+# %% ../nbs/08_serve.ipynb #19550143
 def checked_settings(settings: ServeSettings | None, host: str) -> ServeSettings:
     "`settings` with the token resolved (`api_token`); a `ValueError` for a non-loopback `host` without one."
     s = settings or ServeSettings()
@@ -906,16 +971,19 @@ def checked_settings(settings: ServeSettings | None, host: str) -> ServeSettings
     if s.token is None: log.warning('no API token set: anyone on this machine may call the server')
     return s
 
-# %% ../nbs/08_serve.ipynb #6d8b4201
+# %% ../nbs/08_serve.ipynb #e327a317
 def run_options(host: str = '127.0.0.1', port: int = 8000,  # where to listen
-                log_level: str = 'info', graceful_s: float = 30.0,  # uvicorn's log level; seconds in-flight requests get at shutdown
-                keep_alive_s: float = 75.0) -> dict:  # idle keep-alive connections close after this (above load balancers' 60 s)
+                log_level: str = 'info',  # uvicorn's log level
+                graceful_s: float = 30.0,  # seconds the requests in flight get at shutdown
+                keep_alive_s: float = 75.0,  # idle keep-alive connections close after this (above load balancers' 60 s)
+               ) -> dict:
     "`uvicorn.run`'s arguments."
-    return dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=graceful_s, timeout_keep_alive=keep_alive_s)
+    return dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=graceful_s,
+                timeout_keep_alive=keep_alive_s)
 
 # %% ../nbs/08_serve.ipynb #2366c622
 def serve(host: str = '127.0.0.1', port: int = 8000,               # where to listen
-          selector: str | Selector | Callable[[], Selector] = 'tuned',  # a registry name, a selector, or a factory (model thread)
+          selector: str | Selector | Callable[[], Selector] = 'tuned',  # a registry name, a selector, or a factory
           settings: ServeSettings | None = None,                     # batching, limits, token
           log_level: str = 'info', graceful_s: float = 30.0, keep_alive_s: float = 75.0):  # `run_options`
     "Serve a selector with uvicorn until SIGINT or SIGTERM, which let the requests in flight finish."
@@ -926,22 +994,26 @@ def serve(host: str = '127.0.0.1', port: int = 8000,               # where to li
 # %% ../nbs/08_serve.ipynb #cf1599a7
 def serve_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     "The options of `flexrl serve`, added to `p` (e.g. a subcommand's parser) or a new parser."
-    p = p or argparse.ArgumentParser(prog='flexrl serve', description='Serve the skill selector over HTTP (OpenAI-compatible).')
+    p = p or argparse.ArgumentParser(prog='flexrl serve',
+                                     description='Serve the skill selector over HTTP (OpenAI-compatible).')
     d = ServeSettings()
     p.add_argument('--host', default='127.0.0.1', help='address to listen on (non-loopback needs FLEXRL_API_TOKEN)')
     p.add_argument('--port', type=int, default=8000)
-    p.add_argument('--selector', default='tuned', choices=list(SELECTORS), help='the selector served (flexrl.steering.SELECTORS)')
+    p.add_argument('--selector', default='tuned', choices=list(SELECTORS),
+                   help='the selector served (flexrl.steering.SELECTORS)')
     p.add_argument('--tiny', action='store_true', help='serve the tiny random model (tests, demos): --selector tiny')
     p.add_argument('--seed', type=int, default=0, help="the seed of a random selector or the tiny model's weights")
     p.add_argument('--hidden', type=int, default=64, help='--tiny: its hidden size')
     p.add_argument('--mode', default='score', choices=['score', 'constrained', 'generate'], help="the selector's mode")
-    p.add_argument('--adapter', default=None, help="a language model's adapter instead of the registry's: 'auto', a folder, or 'none'")
+    p.add_argument('--adapter', default=None,
+                   help="a language model's adapter instead of the registry's: 'auto', a folder, or 'none'")
     p.add_argument('--model-name', default=d.model_name, help='the model id the server lists')
     p.add_argument('--max-batch', type=int, default=d.max_batch, help='rows per forward pass (1: no micro-batching)')
     p.add_argument('--max-wait-ms', type=float, default=d.max_wait_ms, help='how long a round waits for more requests')
     p.add_argument('--max-rows', type=int, default=d.max_rows, help='decisions or prompts per request')
     p.add_argument('--threads', type=int, default=None, help='torch threads of the model')
-    p.add_argument('--tp', type=int, default=1, help='split the model over this many processes (one GPU each): flexrl serve starts them')
+    p.add_argument('--tp', type=int, default=1,
+                   help='split the model over this many processes (one GPU each): flexrl serve starts them')
     p.add_argument('--log-level', default='info')
     return p
 
@@ -955,7 +1027,8 @@ def settings_of(a: argparse.Namespace) -> ServeSettings:
 def main(argv: Sequence[str] | None = None) -> int:
     "`flexrl serve [options]`: parse `argv` and serve."
     p = serve_parser(); a = p.parse_args(argv)
-    if a.tp > 1: p.error(f'--tp {a.tp} splits the model over {a.tp} processes: start them with `flexrl serve --tp {a.tp}`')
+    if a.tp > 1:
+        p.error(f'--tp {a.tp} splits the model over {a.tp} processes: start them with `flexrl serve --tp {a.tp}`')
     sel = selector_factory('tiny' if a.tiny else a.selector, a.mode, a.seed, a.hidden, a.adapter)
     serve(a.host, a.port, sel, settings_of(a), log_level=a.log_level)
     return 0

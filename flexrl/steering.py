@@ -9,15 +9,17 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from .core import get_logger
 from .text import SKILL_SPECS, parse_observation, grid_legend
+from fastcore.basics import patch
 
 log = get_logger('steering')
 
 # %% auto #0
-__all__ = ['log', 'SKILLS', 'INTENTS', 'INTENT_RULES', 'PARAPHRASES', 'SKILL_MOVES', 'SELECTORS', 'SKILL_HELP', 'SYSTEM',
-           'OBSERVATION_FORMS', 'check_skills', 'parse_skill', 'Decision', 'Choice', 'Selector', 'instruction_intent',
-           'split_paraphrases', 'oracle_scores', 'best_skill', 'ScriptedSelector', 'RandomSelector', 'FixedSelector',
-           'SelectorSpec', 'register_selector', 'make_selector', 'relative_line', 'PromptTemplate', 'chat_parts',
-           'text_choice']
+__all__ = ['log', 'SKILLS', 'DIRECTIONS', 'PLACES', 'ATOMS', 'COMPLETES', 'EVENTS', 'INTENT_KINDS', 'INTENTS', 'INTENT_RULES',
+           'SKILL_MOVES', 'SELECTORS', 'SKILL_HELP', 'SYSTEM', 'PLACE_WORDS', 'OBSERVATION_FORMS', 'check_skills',
+           'parse_skill', 'Intent', 'place_cells', 'places_reached', 'Decision', 'Choice', 'Selector',
+           'instruction_intent', 'oracle_scores', 'best_skill', 'ScriptedSelector', 'RandomSelector', 'FixedSelector',
+           'SelectorSpec', 'register_selector', 'make_selector', 'relative_line', 'progress_text', 'PromptTemplate',
+           'chat_parts', 'text_choice']
 
 # %% ../nbs/05_steering.ipynb #86f55b6d
 SKILLS: tuple[str, ...] = tuple(s.name for s in SKILL_SPECS)  # the arena's skill names (`flexrl.text.SKILL_SPECS`)
@@ -51,6 +53,69 @@ def parse_skill(text: str | None,      # free text from a model
         if m and (best is None or (m.start(), -len(m[0])) < best[:2]): best = (m.start(), -len(m[0]), s)
     return best and best[2]
 
+# %% ../nbs/05_steering.ipynb #33a75935
+DIRECTIONS: tuple[str, ...] = ('up', 'down', 'left', 'right')  # `move:<dir>`
+PLACES: tuple[str, ...] = ('top_left', 'top_right', 'bottom_left', 'bottom_right', 'center')  # `place:<where>`
+ATOMS: tuple[str, ...] = ('goal', 'chase', 'avoid', 'stay', *(f'move:{d}' for d in DIRECTIONS),
+                          *(f'place:{p}' for p in PLACES), 'goal+avoid')  # every intent that is not a sequence
+COMPLETES: dict[str, str] = {'goal': 'goal_reached', 'chase': 'ball_touched',
+                             **{f'place:{p}': f'place_reached:{p}' for p in PLACES}}  # atom -> the event completing it
+EVENTS: tuple[str, ...] = tuple(COMPLETES.values())  # the completion events the loop reports as progress
+INTENT_KINDS: tuple[str, ...] = ('goal', 'chase', 'avoid', 'stay', 'move', 'place', 'goal+avoid', 'sequence')
+
+# %% ../nbs/05_steering.ipynb #5cbab509
+@dataclasses.dataclass(frozen=True)
+class Intent:
+    "What an instruction asks for: one atom of `ATOMS`, or a sequence of them (`A>B`: A until it completes, then B)."
+    steps: tuple[str, ...]  # the atoms in order; every one but the last completes (`COMPLETES`)
+
+    def __post_init__(self):
+        steps = tuple(self.steps) if not isinstance(self.steps, str) else (self.steps,)
+        if not steps: raise ValueError('an intent needs at least one step')
+        for s in steps:
+            if s not in ATOMS: raise ValueError(f"unknown intent {s!r}; the atoms are {', '.join(ATOMS)}")
+        for s in steps[:-1]:
+            if s not in COMPLETES: raise ValueError(f"{s!r} never completes, so nothing can follow it: in 'A>B', "
+                                                    f"A is one of {', '.join(COMPLETES)}")
+        object.__setattr__(self, 'steps', steps)
+
+    def __str__(self) -> str: return '>'.join(self.steps)
+    kind = property(lambda self: 'sequence' if len(self.steps) > 1 else self.steps[0].split(':')[0],
+                    doc='One of `INTENT_KINDS`.')
+
+# %% ../nbs/05_steering.ipynb #c8362346
+@patch(cls_method=True)
+def parse(cls: Intent, spec: str | Intent) -> Intent:
+    "The intent a spec string like `goal`, `move:left` or `place:top_left>chase` names (an `Intent` as it is)."
+    if isinstance(spec, Intent): return spec
+    if not isinstance(spec, str) or not spec.strip(): raise ValueError(f'an intent spec is a non-empty string, got {spec!r}')
+    return cls(tuple(p.strip() for p in spec.split('>')))
+
+# %% ../nbs/05_steering.ipynb #30ee5f20
+@patch
+def stage(self: Intent, progress: Sequence[str] = ()) -> int:
+    "The index of the current step after the completion events `progress` (in the order they happened)."
+    i = 0
+    for ev in progress:
+        if i < len(self.steps) - 1 and COMPLETES.get(self.steps[i]) == ev: i += 1
+    return i
+
+@patch
+def current(self: Intent, progress: Sequence[str] = ()) -> str:
+    "The atom to pursue now."
+    return self.steps[self.stage(progress)]
+
+# %% ../nbs/05_steering.ipynb #9024cee2
+def place_cells(grid: int = 50) -> dict[str, tuple[float, float]]:
+    "Each place's grid cell: the corners `grid / 10` in from the walls, and the centre."
+    m = grid / 10
+    return {'top_left': (m, grid - m), 'top_right': (grid - m, grid - m), 'bottom_left': (m, m),
+            'bottom_right': (grid - m, m), 'center': (grid / 2, grid / 2)}
+
+def places_reached(cell: Sequence[float], grid: int = 50) -> list[str]:
+    "The places an agent at grid `cell` has reached (within `grid / 10` of them)."
+    return [p for p, c in place_cells(grid).items() if math.dist(cell, c) <= grid / 10]
+
 # %% ../nbs/05_steering.ipynb #5a04f58b
 @dataclasses.dataclass(frozen=True)
 class Decision:
@@ -59,16 +124,19 @@ class Decision:
     instruction: str                           # the external instruction in force now; it may change between any two decisions
     feedback: str | None = None                # what the last skill did (`skill_feedback`); None before the first skill
     history: tuple[tuple[str, str], ...] = ()  # earlier (skill, feedback) pairs, oldest first
+    progress: tuple[str, ...] = ()             # completion events since the instruction was given (`EVENTS`), in order
+    intent: Intent | None = None               # the instruction's true intent, when known: only oracles read it
 
     @classmethod
     def make(cls, d: Decision | Mapping | Sequence) -> Decision:
-        "A `Decision` from a `Decision`, a dict of its fields or a tuple `(obs, instruction[, feedback[, history]])`."
+        "A `Decision` from a `Decision`, a dict of its fields or a tuple `(obs, instruction[, feedback[, history, ...]])`."
         if isinstance(d, Mapping): d = cls(**d)
         elif isinstance(d, (tuple, list)): d = cls(*d)
         elif not isinstance(d, cls): raise TypeError(f"a decision must be a Decision, dict or tuple, got {type(d).__name__}")
         if not isinstance(d.obs, str) or not isinstance(d.instruction, str):
             raise TypeError(f"obs and instruction must be strings, got {d.obs!r} and {d.instruction!r}")
-        return dataclasses.replace(d, history=tuple((str(s), str(f)) for s, f in d.history))
+        return dataclasses.replace(d, history=tuple((str(s), str(f)) for s, f in d.history), progress=tuple(map(str, d.progress)),
+                                   intent=None if d.intent is None else Intent.parse(d.intent))
 
 # %% ../nbs/05_steering.ipynb #d784798c
 @dataclasses.dataclass
@@ -92,9 +160,10 @@ class Selector:
         if len(out) != len(ds): raise RuntimeError(f"{type(self).__name__} answered {len(out)} of {len(ds)} decisions")
         return [self._checked(c, skills) for c in out]
 
-    def __call__(self, obs: str, instruction: str, feedback: str | None = None, history=(), skills=SKILLS) -> Choice:
+    def __call__(self, obs: str, instruction: str, feedback: str | None = None, history=(), skills=SKILLS,
+                 progress=(), intent=None) -> Choice:
         "Choose for one decision."
-        return self.select([Decision(obs, instruction, feedback, tuple(history))], skills)[0]
+        return self.select([Decision(obs, instruction, feedback, tuple(history), tuple(progress), intent)], skills)[0]
 
     def fallback_for(self, skills: Sequence[str]) -> str:
         "The skill chosen when the model names none of `skills`."
@@ -113,7 +182,7 @@ class Selector:
     def _select(self, ds: list[Decision], skills: tuple[str, ...]) -> list[Choice]: raise NotImplementedError
 
 # %% ../nbs/05_steering.ipynb #273df8fe
-INTENTS: tuple[str, ...] = ('goal', 'chase', 'avoid', 'stay')  # what an instruction can ask for
+INTENTS: tuple[str, ...] = ('goal', 'chase', 'avoid', 'stay')  # the intents the keyword rules know
 INTENT_RULES: tuple[tuple[str, str], ...] = (
     ('avoid', r"avoid|away|flee|escape|evade|dodge|clear of|run from|keep off|far from|distance|back off"
               r"|(?:don'?t|do not|never|not) (?:touch|hit|go near|approach)"),
@@ -130,58 +199,38 @@ def instruction_intent(instruction: str,                  # any instruction text
     text = ' '.join(str(instruction).lower().replace('\u2019', "'").split())
     return next((intent for intent, pat in rules if re.search(rf"\b(?:{pat})\b", text)), default)
 
-# %% ../nbs/05_steering.ipynb #afba14bb
-PARAPHRASES: dict[str, tuple[str, ...]] = {
-    'goal': ('Go to the goal', 'Head to the goal', 'Reach the goal', 'Move toward the goal', 'Get to the goal',
-             'Navigate to the goal', 'Make your way to the goal', 'Proceed to the goal', 'Travel to the target',
-             'Approach the goal', 'Find your way to the goal', 'Your destination is the goal', 'Hurry to the goal',
-             'Return to the goal', 'Aim for the goal', 'Seek out the target', 'Walk over to the goal',
-             'Drive to the goal', 'Go for the flag', 'Head for the finish'),
-    'chase': ('Touch the ball', 'Chase the ball', 'Go get the ball', 'Catch the ball', 'Run to the ball',
-              'Hit the ball', 'Move toward the ball', 'Reach the ball', 'Go to the ball', 'Push the ball',
-              'Bump into the ball', 'Grab the ball', 'Follow the ball', 'Tag the ball', 'Make contact with the ball',
-              'Pursue the ball', 'Head for the ball', 'Approach the ball', 'Get close to the ball', 'Go after the ball'),
-    'avoid': ('Avoid the ball', 'Stay away from the ball', 'Keep away from the ball', 'Flee from the ball',
-              'Escape the ball', 'Run away from the ball', "Don't touch the ball", 'Get away from the ball',
-              'Evade the ball', 'Dodge the ball', 'Steer clear of the ball', 'Keep your distance from the ball',
-              'Move away from the ball', 'Stay clear of the ball', 'Keep clear of the ball', 'Do not touch the ball',
-              'Never touch the ball', 'Get as far from the ball as you can', 'Back off from the ball', 'Keep off the ball'),
-    'stay': ('Stay', 'Stop', 'Stay where you are', "Don't move", 'Hold still', 'Wait here', 'Freeze', 'Stop moving',
-             'Halt', 'Remain in place', 'Hold your position', 'Stand still', 'Pause', 'Do not move', 'Stay put',
-             'Rest for now', 'Keep still', 'Wait', 'Stop right there', 'Remain where you are'),
-}  # intent -> ways of asking for it
-
-def split_paraphrases(n_heldout: int = 5,  # paraphrases per intent kept out of training
-                      seed: int = 0,       # seed of the split
-                     ) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
-    "Split each intent's paraphrases into (train, held-out) by a seeded shuffle."
-    rng, train, held = np.random.default_rng(seed), {}, {}
-    for intent, ps in PARAPHRASES.items():
-        order = rng.permutation(len(ps))
-        held[intent] = tuple(ps[i] for i in sorted(order[:n_heldout])); train[intent] = tuple(ps[i] for i in sorted(order[n_heldout:]))
-    return train, held
-
-# %% ../nbs/05_steering.ipynb #19a0d48e
+# %% ../nbs/05_steering.ipynb #ed70d805
 SKILL_MOVES: dict[str, tuple[int, int]] = {s.name: s.direction for s in SKILL_SPECS}  # skill -> grid direction (y up)
+_DIRS = {'up': (0, 1), 'down': (0, -1), 'left': (-1, 0), 'right': (1, 0)}
+_NEEDS = {'goal': ('goal_pos',), 'chase': ('ball_pos',), 'avoid': ('ball_pos',), 'goal+avoid': ('goal_pos', 'ball_pos')}
 
-def oracle_scores(grid_state: Mapping,          # parsed observation: `agent_pos`, `ball_pos`, `goal_pos` grid cells
-                  intent: str,                  # one of `INTENTS`
+def _atom_score(atom: str, a: np.ndarray, new: np.ndarray, gs: Mapping, grid: int, step: float, still: bool) -> float:
+    "The score of moving the agent from cell `a` to `new` for `atom`."
+    dist = lambda k: float(np.linalg.norm(new - np.asarray(gs[k], float)))
+    if atom == 'stay': return 0.0 if still else -float(step)
+    if atom in ('goal', 'chase'): return -dist('goal_pos' if atom == 'goal' else 'ball_pos')
+    if atom == 'avoid': return dist('ball_pos')
+    if atom.startswith('move:'): return float(np.dot(new - a, _DIRS[atom[5:]]))
+    if atom.startswith('place:'): return -float(np.linalg.norm(new - np.asarray(place_cells(grid)[atom[6:]])))
+    return -dist('goal_pos') - 3 * max(0.0, grid / 6 - dist('ball_pos'))  # goal+avoid
+
+# %% ../nbs/05_steering.ipynb #4d1b74ba
+def oracle_scores(grid_state: Mapping,             # parsed observation: `agent_pos` (and `ball_pos`, `goal_pos`) cells
+                  intent: str | Intent,            # an `Intent` or its spec, e.g. 'goal' or 'goal>chase'
                   skills: Sequence[str] = SKILLS,  # skills to score (unknown ones get -inf)
-                  grid: int = 50,               # cells per side: the walls are at 0 and `grid`
-                  step: float = 5.0,            # cells one skill moves the agent, for the look-ahead
+                  grid: int = 50,                  # cells per side: the walls are at 0 and `grid`
+                  step: float = 5.0,               # cells one skill moves the agent, for the look-ahead
+                  progress: Sequence[str] = (),    # completion events since the instruction (`EVENTS`)
                  ) -> dict[str, float]:
-    "Score each skill by where one step of it puts the agent: nearer the goal or ball, further from the ball, or still."
-    if intent not in INTENTS: raise ValueError(f"intent must be one of {INTENTS}, got {intent!r}")
-    target = {'goal': 'goal_pos', 'chase': 'ball_pos', 'avoid': 'ball_pos'}.get(intent)
-    for k in ('agent_pos', target):
-        if k and k not in grid_state: raise ValueError(f"intent {intent!r} needs {k!r} in the observation")
+    "Score each skill by where one step of it puts the agent, for the intent's current step."
+    atom = Intent.parse(intent).current(progress)
+    for k in ('agent_pos', *_NEEDS.get(atom, ())):
+        if k not in grid_state: raise ValueError(f"intent {atom!r} needs {k!r} in the observation")
     a, out = np.asarray(grid_state['agent_pos'], float), {}
     for s in check_skills(skills):
-        if s not in SKILL_MOVES: out[s] = -math.inf
-        elif intent == 'stay': out[s] = 0.0 if s == 'stay' else -float(step)
-        else:
-            d = float(np.linalg.norm(np.clip(a + step * np.array(SKILL_MOVES[s]), 0, grid) - np.asarray(grid_state[target], float)))
-            out[s] = d if intent == 'avoid' else -d
+        if s not in SKILL_MOVES: out[s] = -math.inf; continue
+        new = np.clip(a + step * np.array(SKILL_MOVES[s]), 0, grid)
+        out[s] = _atom_score(atom, a, new, grid_state, grid, step, SKILL_MOVES[s] == (0, 0))
     return out
 
 # %% ../nbs/05_steering.ipynb #ac6ff2e1
@@ -192,17 +241,23 @@ def best_skill(scores: Mapping[str, float]) -> tuple[str, float]:
 
 # %% ../nbs/05_steering.ipynb #1a45ba57
 class ScriptedSelector(Selector):
-    "The geometric oracle: intent by keyword rules, skill by a one-step look-ahead on the parsed observation."
+    "The geometric oracle: the decision's true intent (else keyword rules), a one-step look-ahead on the observation."
     def __init__(self, grid: int = 50,           # cells per side of the observation grid
                  step: float = 5.0,              # cells one skill moves the agent, for the look-ahead
                  rules=INTENT_RULES,             # (intent, regex) rules for `instruction_intent`
-                 fallback: str = 'stay'):        # the skill when the observation cannot be read
-        self.grid, self.step, self.rules, self.fallback = grid, step, rules, fallback
+                 fallback: str = 'stay',         # the skill when the observation cannot be read
+                 privileged: bool = True):       # read `Decision.intent` when given; False: the keyword rules always
+        self.grid, self.step, self.rules, self.fallback, self.privileged = grid, step, rules, fallback, privileged
+
+    def intent_of(self, d: Decision) -> Intent:
+        "The intent it pursues: the true one when it may read it and the decision has one, else the keyword rules'."
+        if self.privileged and d.intent is not None: return d.intent
+        return Intent.parse(instruction_intent(d.instruction, self.rules))
 
     def scores(self, d: Decision, skills: Sequence[str] = SKILLS) -> dict[str, float]:
         "The oracle's score of every skill for decision `d`."
         d = Decision.make(d)
-        return oracle_scores(parse_observation(d.obs), instruction_intent(d.instruction, self.rules), skills, self.grid, self.step)
+        return oracle_scores(parse_observation(d.obs), self.intent_of(d), skills, self.grid, self.step, d.progress)
 
     def _select(self, ds, skills):
         out = []
@@ -253,7 +308,9 @@ def register_selector(name: str,            # the name configs and the CLI use
 
 # %% ../nbs/05_steering.ipynb #0a294ffb
 for _name, _args in {
-    'scripted': ('flexrl.steering:ScriptedSelector', 'the geometric oracle: keyword intent, one-step look-ahead'),
+    'scripted': ('flexrl.steering:ScriptedSelector', 'the privileged oracle: the true intent, one-step look-ahead'),
+    'keywords': ('flexrl.steering:ScriptedSelector', 'the keyword baseline: intent by keyword rules, one-step look-ahead',
+                 dict(kwargs={'privileged': False})),
     'random': ('flexrl.steering:RandomSelector', 'uniformly random skills (chance)'),
     'fixed': ('flexrl.steering:FixedSelector', 'always move_up (no steering)'),
     'zero-shot': ('flexrl.lm:lm_selector', 'SmolLM2-135M-Instruct without tuning', dict(model='smollm2')),
@@ -281,11 +338,15 @@ SKILL_HELP: dict[str, str] = {s.name: s.help for s in SKILL_SPECS}  # what the p
 
 SYSTEM = ("You steer a robot, the Agent, in a square arena by choosing its next skill. {legend}\n"
           "Skills:\n{skills}\n"
-          "Each turn you see where the Agent, the Ball and the Goal are, what the last skill did, and the current instruction, "
-          "which can change at any turn: always follow the current one. To reach the goal or the ball, move toward it along the "
-          "axis on which it is furthest away, and stay once you are there. To avoid the ball, move away from it along the axis "
-          "on which it is furthest away, or along the wall when a wall is in the way. When told to stay or stop, stay.\n"
-          "Answer with the name of one skill only: {names}.")  # the default system text: `{legend}`, `{skills}`, `{names}` are filled in
+          "Places: {places}.\n"
+          "Each turn you see where the Agent, the Ball and the Goal are, what the last skill did, what is done since the "
+          "instruction was given, and the current instruction, which can change at any turn: always follow the current one. "
+          "To reach the goal, the ball or a place, move toward it along the axis on which it is furthest away, and stay once "
+          "you are there. To avoid the ball, move away from it along the axis on which it is furthest away, or along the wall "
+          "when a wall is in the way. To move in a direction, keep moving that way. To reach the goal while avoiding the ball, "
+          "go toward the goal but never near the ball. An instruction may ask for two things in order: do the first until it "
+          "is done, then the second. When told to stay or stop, stay.\n"
+          "Answer with the name of one skill only: {names}.")  # the system text: `{legend}`, `{skills}`, `{places}`, `{names}` are filled in
 
 # %% ../nbs/05_steering.ipynb #f718abf3
 def _offsets(label: str, dx: int, dy: int) -> str:
@@ -310,6 +371,17 @@ def relative_line(obs: str,                 # observation text
     if cell: return '; '.join([f'{name} at ({ax}, {ay})'] + parts)
     return f"Relative to the {name}: " + '; '.join(parts) if parts else None
 
+# %% ../nbs/05_steering.ipynb #9792393a
+PLACE_WORDS: dict[str, str] = {'top_left': 'the top left corner', 'top_right': 'the top right corner',
+                               'bottom_left': 'the bottom left corner', 'bottom_right': 'the bottom right corner',
+                               'center': 'the center'}  # how prompts name the places
+
+def progress_text(progress: Sequence[str]) -> str:
+    "Completion events in words, in order: `reached the goal, then touched the ball`."
+    words = {'goal_reached': 'reached the goal', 'ball_touched': 'touched the ball',
+             **{f'place_reached:{p}': f'reached {w}' for p, w in PLACE_WORDS.items()}}
+    return ', then '.join(words.get(e, e) for e in progress)
+
 # %% ../nbs/05_steering.ipynb #22badc6e
 OBSERVATION_FORMS = ('relative', 'text', 'both')  # how a prompt shows the observation (`PromptTemplate.observation`)
 
@@ -328,16 +400,19 @@ class PromptTemplate:
         "The constant part of the prompt for `skills`."
         skills = check_skills(skills)
         lines = '\n'.join(f'- {s}: {SKILL_HELP[s]}' if s in SKILL_HELP else f'- {s}' for s in skills)
-        return self.system.format(skills=lines, names=', '.join(skills), legend=grid_legend(self.grid))
+        places = ', '.join(f'{PLACE_WORDS[p][4:]} ({x:g}, {y:g})' for p, (x, y) in place_cells(self.grid).items())
+        return self.system.format(skills=lines, names=', '.join(skills), legend=grid_legend(self.grid), places=places)
 
     def user_text(self, d: Decision) -> str:
-        "The per-decision part: observation, earlier skills, last skill's feedback, instruction."
+        "The per-decision part: observation, earlier skills, last skill's feedback, progress, instruction (never the intent)."
         d = Decision.make(d)
         rel = relative_line(d.obs, self.grid, cell=self.observation == 'relative') if self.observation != 'text' else None
         lines = ([] if self.observation == 'relative' and rel else [f'Observation: {d.obs}']) + ([rel] if rel else [])
         if self.history_len > 0 and d.history:
             lines.append('Earlier: ' + '; '.join(f'{s} ({f})' for s, f in d.history[-self.history_len:]))
-        return '\n'.join(lines + [f"Last skill: {d.feedback or 'none yet'}", f'Instruction: {d.instruction}'])
+        lines.append(f"Last skill: {d.feedback or 'none yet'}")
+        if d.progress: lines.append(f'Done since the instruction: {progress_text(d.progress)}')
+        return '\n'.join(lines + [f'Instruction: {d.instruction}'])
 
 # %% ../nbs/05_steering.ipynb #a3b51f97
 _MARK = '\x00DECISION\x00'

@@ -20,11 +20,10 @@ def decisions() -> list[dict]:
 
 def make_decisions() -> list[dict]:
     "Draw the decisions once (the generator may change later: the recorded file is what the tests read)."
-    from flexrl.steering import split_paraphrases
     from flexrl.tune import make_examples
-    train, held = split_paraphrases()
-    ds = make_examples(N // 2, 777, train) + make_examples(N // 2 - 4, 778, held)
-    out = [dict(obs=d.obs, instruction=d.instruction, feedback=d.feedback, history=[list(h) for h in d.history]) for d, _ in ds]
+    ds = make_examples(N // 2, 777, 'train') + make_examples(N // 2 - 4, 778, 'heldout_synonyms')
+    out = [dict(obs=d.obs, instruction=d.instruction, feedback=d.feedback, history=[list(h) for h in d.history],
+                progress=list(d.progress), intent=str(d.intent)) for d, _ in ds]
     out += [dict(obs='not an observation', instruction='Go to the goal', feedback=None, history=[]),
             dict(obs='Agent: (3, 4)', instruction='Touch the ball', feedback='nothing happened during stay', history=[]),
             dict(obs='Agent: (0, 50), Ball: (1, 49), Goal: (50, 0)', instruction='', feedback=None, history=[]),
@@ -64,16 +63,18 @@ def run(sel, ds: list[dict]) -> list[dict]:
 SMOKE = ['library=smoke', 'total_timesteps=3072', 'n_envs=2', 'eval_freq=100000', 'final_eval_episodes=2', 'video_steps=0',
          'progress=false', 'ppo.n_steps=64', 'ppo.batch_size=64', 'ppo.n_epochs=2']  # the agent notebook's smoke library
 TIMINGS = ['decisions_per_s', 'real_time_factor']
+SMOKE_TASKS = ('goal', 'touch', 'goal_then_avoid', 'move_left', 'corner', 'goal_avoid', 'seq_goal_touch', 'touch_heldout')
 
 
 def smoke_table():
     "The agent comparison at smoke size (every baseline, the tiny LM and its ablations), timings left out."
     from flexrl.skills import default_library
-    from flexrl.agent import AgentConfig, compare
-    cfgs = [AgentConfig('scripted oracle', 'scripted'), AgentConfig('random', 'random'), AgentConfig('fixed move_up', 'fixed'),
-            AgentConfig('tiny LM', 'tiny'), AgentConfig('tiny LM, feedback off', 'tiny', feedback=False),
-            AgentConfig('tiny LM, history on', 'tiny', history=2)]
-    table, _ = compare(default_library(overrides=SMOKE), cfgs, episodes=3, batch=12, progress=False)
+    from flexrl.agent import AgentConfig, compare, default_tasks
+    cfgs = [AgentConfig('privileged oracle', 'scripted'), AgentConfig('keyword baseline', 'keywords'),
+            AgentConfig('random', 'random'), AgentConfig('fixed move_up', 'fixed'), AgentConfig('tiny LM', 'tiny'),
+            AgentConfig('tiny LM, feedback off', 'tiny', feedback=False), AgentConfig('tiny LM, history on', 'tiny', history=2)]
+    tasks = {k: v for k, v in default_tasks().items() if k in SMOKE_TASKS}
+    table, _ = compare(default_library(overrides=SMOKE), cfgs, episodes=3, tasks=tasks, batch=12, progress=False)
     return json.loads(table.drop(columns=TIMINGS).reset_index().to_json(orient='records', double_precision=6))
 
 

@@ -1,6 +1,7 @@
 """Behaviour kept: every selector makes the recorded choices on 200 fixed decisions, and the smoke evaluation table is
-the recorded one (same seeds). The golden files were recorded before the steering stack was split into modules
-(`python tests/golden_cases.py [--slow | --eval]`)."""
+the recorded one (same seeds). First recorded before the steering stack was split into modules (that split kept every
+choice); recorded again for the intent language, which changes the prompt, the decisions (progress, true intents) and
+the suite (`python tests/golden_cases.py [--slow | --eval]`, after removing `tests/golden/decisions.json`)."""
 import json, math
 import pytest
 from golden_cases import GOLDEN, TIMINGS, decisions, run, selectors, smoke_table

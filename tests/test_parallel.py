@@ -65,7 +65,7 @@ def test_tp_server_answers_like_one_process(python):
         wait_ready(proc, url)
         local, ds = HFSelector(*tiny_lm(0)), bench_decisions(12, seed=7)
         want = local.select(ds)
-        body = {'decisions': [{'obs': d.obs, 'instruction': d.instruction, 'feedback': d.feedback, 'history': d.history} for d in ds]}
+        body = {'decisions': [{'obs': d.obs, 'instruction': d.instruction, 'feedback': d.feedback, 'history': d.history, 'progress': list(d.progress)} for d in ds]}
         r = httpx.post(f'{url}/v1/select', json=body, headers=H, timeout=120).json()
         assert [c['skill'] for c in r['choices']] == [c.skill for c in want]
         assert torch.allclose(torch.tensor([list(c['scores'].values()) for c in r['choices']]),

@@ -37,9 +37,8 @@ def server(python):
 
 
 def decisions(n=24, seed=7):
-    from flexrl.steering import split_paraphrases
     from flexrl.tune import make_examples
-    return [d for d, _ in make_examples(n, seed, split_paraphrases()[0])]
+    return [d for d, _ in make_examples(n, seed)]
 
 
 def test_remote_selector_matches_local(server):
@@ -60,7 +59,7 @@ def test_remote_selector_matches_local(server):
         ref = trie_logprobs(model, prefix_kv(model, local.prefix_ids(SKILLS)), [local.suffix_ids(d, SKILLS) for d in ds], no_end)
     assert torch.allclose(torch.tensor([list(c.scores.values()) for c in scored]), ref, atol=1e-3)
     # /v1/select: the local choices and scores
-    body = {'decisions': [{'obs': d.obs, 'instruction': d.instruction, 'feedback': d.feedback, 'history': d.history} for d in ds]}
+    body = {'decisions': [{'obs': d.obs, 'instruction': d.instruction, 'feedback': d.feedback, 'history': d.history, 'progress': list(d.progress)} for d in ds]}
     r = httpx.post(f'{server}/v1/select', json=body, headers=AUTH, timeout=60).json()
     assert [c['skill'] for c in r['choices']] == [c.skill for c in want]
     assert torch.allclose(torch.tensor([list(c['scores'].values()) for c in r['choices']]),
