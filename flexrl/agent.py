@@ -12,10 +12,10 @@ import pandas as pd
 from .arena import write_video  # first: it picks the headless GL backend before mujoco loads
 import gymnasium as gym
 from .core import get_logger, get_paths, load_params, typed_params
-from .text import ObservationEncoder, skill_feedback, summarize_events
+from .text import ObservationEncoder, skill_feedback, summarize_events, to_world
 from .skills import SkillLibrary, Skill
 from .steering import (Selector, Choice, Decision, Intent, ScriptedSelector, oracle_scores, make_selector,
-                             places_reached, place_cells, COMPLETES)
+                             places_reached, place_cells, COMPLETES, SKILL_MOVES)
 
 log = get_logger('agent')
 
@@ -86,7 +86,7 @@ def _first(atom: str, tr: pd.DataFrame, half: float, radius: float) -> int | Non
     if atom == 'goal': hit = tr['goal_reached'].to_numpy(bool)
     elif atom == 'chase': hit = tr['contact'].to_numpy(bool)
     else:
-        c = np.array(place_cells(50)[atom[6:]]) / 50 * 2 * half - half   # the place in metres
+        c = to_world(place_cells(50)[atom[6:]], half, 50)   # the place in metres
         hit = np.linalg.norm(tr[['agent_x', 'agent_y']].to_numpy() - c, axis=1) <= radius
     return int(np.argmax(hit)) if hit.any() else None
 
@@ -109,7 +109,7 @@ def segment_success(intent: Intent | str,  # what the instruction asked (its tru
     if a == 'goal+avoid': return bool(tr['goal_reached'].any()) and not bool(late['contact'].any())
     xy = tr[['agent_x', 'agent_y']].to_numpy()
     if a.startswith('move:'):  # went at least 1 m that way, or three quarters of the room there was
-        d = np.array({'up': (0, 1), 'down': (0, -1), 'left': (-1, 0), 'right': (1, 0)}[a[5:]])
+        d = np.array(SKILL_MOVES[f'move_{a[5:]}'])   # the grid step of the skill moving that way
         room = half - 0.1 - float(xy[0] @ d) if len(xy) else 0.0
         return bool(len(xy) and float(((xy - xy[0]) @ d).max()) >= min(1.0, 0.75 * room))
     late_xy = late[['agent_x', 'agent_y']].to_numpy()   # stay
