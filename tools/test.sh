@@ -27,4 +27,4 @@ export FLEXRL_HOME=${FLEXRL_TEST_HOME:-$(mktemp -d -t flexrl-test-XXXX)}
 step "pytest tests/"
 marks=(); [[ " $FLAGS " == *" slow "* ]] || marks=(-m "not slow")
 [ -z "$FAST" ] || marks+=(--ignore tests/test_k8s.py --ignore tests/test_terraform.py --ignore tests/test_jobs.py)
-"$BIN/python" -m pytest tests/ "${marks[@]}" -p no:cacheprovider
+"$BIN/python" -m pytest tests/ "${marks[@]}" -p no:cacheprovider --durations=15
