@@ -11,7 +11,7 @@ from .steering import ATOMS, COMPLETES, DIRECTIONS, PLACES, INTENT_KINDS, Intent
 
 # %% auto #0
 __all__ = ['SYNONYMS', 'TEMPLATES', 'SPLITS', 'STOPWORDS', 'split_words', 'Grammar', 'grammar', 'clause', 'typo', 'sentence',
-           'draw_intent', 'sample_instruction', 'new_words']
+           'draw_atom', 'draw_intent', 'sample_instruction', 'new_words']
 
 # %% ../nbs/05d_language.ipynb #96a30a31
 SYNONYMS: dict[str, str] = {
@@ -122,12 +122,17 @@ def sentence(rng: np.random.Generator,   # random generator
     return typo(rng, text) if rng.random() < typo_p else text
 
 # %% ../nbs/05d_language.ipynb #bbcb898c
+def draw_atom(rng: np.random.Generator, kinds: Sequence[str], exclude: Sequence[str] = ()) -> str:
+    "A random atom: a kind of `kinds` uniformly (one with an atom left after `exclude`), then an atom of that kind."
+    of = {k: [a for a in ATOMS if a.split(':')[0] == k and a not in exclude] for k in kinds}
+    return str(rng.choice(of[str(rng.choice([k for k in kinds if of[k]]))]))
+
 def draw_intent(rng: np.random.Generator, kinds: Sequence[str] = INTENT_KINDS) -> Intent:
-    "A random intent: a kind of `kinds`, then an atom of that kind (a sequence: a completing atom, then another)."
+    "A random intent of a kind of `kinds`; a sequence's steps are drawn kind first, so `goal>chase` is as common as `place`s."
     kind = str(rng.choice(list(kinds)))
-    if kind != 'sequence': return Intent((str(rng.choice([a for a in ATOMS if a.split(':')[0] == kind])),))
-    a = str(rng.choice(list(COMPLETES)))
-    return Intent((a, str(rng.choice([b for b in ATOMS if b not in (a, 'goal+avoid')]))))
+    if kind != 'sequence': return Intent((draw_atom(rng, [kind]),))
+    a = draw_atom(rng, list(dict.fromkeys(c.split(':')[0] for c in COMPLETES)))
+    return Intent((a, draw_atom(rng, [k for k in INTENT_KINDS if k not in ('sequence', 'goal+avoid')], exclude=(a,))))
 
 def sample_instruction(rng: np.random.Generator, g: Grammar, kinds: Sequence[str] = INTENT_KINDS,
                        typo_p: float = 0.1) -> tuple[Intent, str]:

@@ -21,8 +21,8 @@ log = get_logger('tune')
 
 # %% auto #0
 __all__ = ['log', 'LORA_TARGETS', 'random_feedback', 'random_progress', 'random_state', 'sample_example', 'make_examples',
-           'agreement', 'add_lora', 'answer_loss', 'train_selector', 'save_adapter', 'TuneConfig', 'tune_config',
-           'tune_template', 'eval_sets', 'evaluate_selector', 'tune_selector']
+           'agreement', 'add_lora', 'answer_loss', 'train_selector', 'save_adapter', 'continue_lora', 'TuneConfig',
+           'tune_config', 'tune_template', 'eval_sets', 'evaluate_selector', 'tune_selector']
 
 # %% ../nbs/05b_tune.ipynb #0a5571d2
 def random_feedback(rng: np.random.Generator, skills: Sequence[str] = SKILLS) -> str:
@@ -174,12 +174,23 @@ def save_adapter(sel: HFSelector, out: Path, manifest: Mapping | None = None, ba
     (out/'manifest.json').write_text(json.dumps(m, indent=2, default=str) + '\n')
     return out
 
+# %% ../nbs/05b_tune.ipynb #e72eca07
+def continue_lora(sel: HFSelector, path: Path) -> dict:
+    "Load the adapter saved at `path` into the selector's model, trainable, to tune it further: its manifest's record."
+    from peft import PeftModel
+    man = json.loads((Path(path)/'manifest.json').read_text()) if (Path(path)/'manifest.json').exists() else {}
+    sel.model = PeftModel.from_pretrained(sel.model, str(path), is_trainable=True); sel.clear_cache()
+    acc = man.get('accuracy')
+    return {'from': str(path), **{k: man[k] for k in ('git_sha', 'train_seconds', 'mlflow_run_id') if k in man},
+            'steps': man.get('params', {}).get('steps'), 'accuracy': acc.get('deployed') if isinstance(acc, dict) else acc}
+
 # %% ../nbs/05b_tune.ipynb #6d53c5cb
 @dataclasses.dataclass
 class TuneConfig:
     "Everything `tune_selector` needs; the schema of `params/tune_selector.yaml`."
     model: str = 'smollm2'          # base LM: 'smollm2', 'tiny' (random, for smoke runs), or a hub id / local path
     out: str = ''                   # where to save the adapter: '' nowhere, 'assets' `flexrl/assets/selector`, else a folder
+    init: str = ''                  # tune further from this adapter ('assets': the versioned one, or a folder); '': a fresh one
     skills: list[str] = dataclasses.field(default_factory=lambda: list(SKILLS))  # the skill list
     grid: int = 50                  # cells per side of the observation text
     observation: str = 'relative'   # how the prompt shows the observation (`PromptTemplate.observation`)
@@ -259,7 +270,7 @@ def _out_dir(cfg) -> Path | None:
 def _train_key(cfg) -> str:
     "What a checkpoint must match to be resumed: every setting that changes the training."
     keys = ('model', 'skills', 'grid', 'observation', 'train_history_len', 'step', 'min_margin', 'history_p', 'typo_p',
-            'data_seed', 'steps', 'batch_size', 'lr', 'warmup', 'rank', 'alpha', 'targets', 'last_layers', 'dtype')
+            'data_seed', 'init', 'steps', 'batch_size', 'lr', 'warmup', 'rank', 'alpha', 'targets', 'last_layers', 'dtype')
     return params_hash({k: cfg[k] if hasattr(cfg, '__getitem__') else getattr(cfg, k) for k in keys})
 
 # %% ../nbs/05b_tune.ipynb #96fb83b6
@@ -275,7 +286,7 @@ def _save_and_check(cfg, sel: HFSelector, out: Path, res: dict, sets, run_id: st
     from flexrl.tracking import git_sha
     manifest = {'params': OmegaConf.to_container(cfg), 'data_seed': cfg.data_seed, 'n_eval': cfg.n_eval, 'git_sha': git_sha(),
                 'language': 'flexrl.language (templates x synonyms, held-out splits by template and by synonym)',
-                'mlflow_run_id': run_id, 'train_seconds': round(res['train_seconds'])}
+                'mlflow_run_id': run_id, 'train_seconds': round(res['train_seconds']), **({'init': res['init']} if cfg.init else {})}
     save_adapter(sel, out, manifest)
     base = _load_base(cfg, cfg.eval_dtype)
     deployed = HFSelector(load_adapter(base.model, out), base.tokenizer, template=sel.template)
@@ -299,7 +310,8 @@ def tune_selector(cfg) -> dict:
         for name, s in [('random', RandomSelector(cfg.data_seed)), ('keywords', ScriptedSelector(cfg.grid, cfg.step, privileged=False)),
                         ('zero_shot', sel)]:
             res[name] = evaluate_selector(s, sets, cfg); mlflow.log_metrics(_flat(name, res[name])); _progress(cfg, f'{name}: {res[name]}')
-        add_lora(sel, cfg.rank, cfg.alpha, cfg.targets, cfg.last_layers)  # trained on prompts showing `train_history_len` pairs:
+        if cfg.init: res['init'] = continue_lora(sel, init := selector_asset() if cfg.init == 'assets' else Path(cfg.init))
+        else: add_lora(sel, cfg.rank, cfg.alpha, cfg.targets, cfg.last_layers)  # trained on prompts showing `train_history_len` pairs:
         trainer = HFSelector(sel.model, sel.tokenizer, template=dataclasses.replace(sel.template, history_len=cfg.train_history_len))
         def on_step(i, loss):
             losses.append(loss)
