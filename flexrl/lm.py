@@ -18,8 +18,8 @@ log = get_logger('lm')
 __all__ = ['log', 'TINY_TEXTS', 'TINY_CHAT', 'MODES', 'SMOLLM2_GGUF', 'tiny_lm', 'run_decoder', 'prefix_kv', 'expand_kv',
            'additive_mask', 'answer_end_id', 'SkillTrie', 'packed_layout', 'packed_attention', 'packable', 'attention',
            'packed_hidden', 'padded_hidden', 'trie_logprobs', 'greedy_decode', 'HFSelector', 'smollm2_gguf',
-           'smollm2_path', 'cpu_dtype', 'load_lm', 'selector_asset', 'load_adapter', 'adapter_for', 'default_selector',
-           'lm_selector']
+           'smollm2_path', 'cpu_flags', 'cpu_dtype', 'load_lm', 'selector_asset', 'load_adapter', 'adapter_for',
+           'default_selector', 'lm_selector']
 
 # %% ../nbs/05a_lm.ipynb #77fb642a
 TINY_TEXTS = ('Go to the goal', 'Touch the ball', 'Avoid the ball', 'Stay where you are', 'Move left', 'Head up',
@@ -387,9 +387,19 @@ def smollm2_path(models: Path | None = None,  # models folder (default `get_path
         finally: fcntl.flock(lock, fcntl.LOCK_UN)
     return out
 
-# %% ../nbs/05a_lm.ipynb #aaca1001
-def cpu_dtype() -> torch.dtype:
-    "bfloat16 where the CPU computes it natively (AVX512-BF16, AMX), else float32."
+# %% ../nbs/05a_lm.ipynb #817d808f
+def cpu_flags(path: str | Path = '/proc/cpuinfo') -> set[str]:
+    "The CPU's feature flags as Linux lists them; empty where there is no such file."
+    try: text = Path(path).read_text()
+    except OSError: return set()
+    return {f for line in text.splitlines() if line.startswith('flags') for f in line.split(':', 1)[1].split()}
+
+# %% ../nbs/05a_lm.ipynb #c0d1a0ad
+def cpu_dtype(flags: set[str] | None = None,  # CPU feature flags (default `cpu_flags()`)
+             ) -> torch.dtype:
+    "bfloat16 where the CPU computes it natively (AVX512-BF16, AMX-BF16), else float32."
+    flags = cpu_flags() if flags is None else flags
+    if flags: return torch.bfloat16 if flags & {'avx512_bf16', 'amx_bf16'} else torch.float32
     try: return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32
     except (AttributeError, RuntimeError): return torch.float32
 

@@ -211,7 +211,7 @@ class TuneConfig:
     alpha: float = 32.0             # LoRA alpha
     targets: list[str] = dataclasses.field(default_factory=lambda: list(LORA_TARGETS))  # LoRA target modules
     last_layers: int = 0            # LoRA on the last this many layers only (0: all); cheaper steps
-    dtype: str = 'bfloat16'         # the base weights' dtype while training ('float32', 'bfloat16' or 'auto')
+    dtype: str = 'auto'             # the base weights' dtype while training ('auto': `cpu_dtype()`, or a name)
     eval_dtype: str = 'auto'        # ... and when the saved adapter is evaluated as `default_selector` runs it
     eval_every: int = 0             # steps between held-out evaluations during training (0: only at the end)
     log_every: int = 10             # steps between logged losses
