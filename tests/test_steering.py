@@ -27,6 +27,7 @@ def test_versioned_adapter_is_complete(root):
         pytest.skip('the versioned adapter predates the intent language: retune with params/tune_selector.yaml')
     params = load_params(root/'params'/'tune_selector.yaml', schema=TuneConfig)
     assert m['params']['rank'] == params.rank and m['params']['steps'] == params.steps, 'the adapter is not the one the params file makes'
+    assert m['params'].get('init', '') == params.init, 'the adapter was tuned further from another one than the params file says'
     acc, kinds = m['accuracy']['deployed'], {'all', *INTENT_KINDS}
     for split in ('heldout_states', 'heldout_templates', 'heldout_synonyms'):
         assert set(acc[split]) == kinds, (split, acc[split])           # every intent kind measured
