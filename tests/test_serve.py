@@ -91,9 +91,10 @@ def test_bad_input_is_a_4xx(server):
         (post(json={'decisions': [{'obs': 'Agent: (1, 2) ' * 580, 'instruction': 'go'}]}), 400),
         (post(json={'decisions': [{'obs': 'x', 'instruction': 'y'}], 'skills': ['a\nb']}), 400),
         (post('/v1/completions', json={'prompt': 'x', 'max_tokens': 10_000}), 422),
-        (post('/v1/completions', json={'prompt': 'x', 'guided_choice': []}), 422),
+        (post('/v1/completions', json={'prompt': 'x', 'guided_choice': []}), 400),
         (post('/v1/chat/completions', json={'messages': []}), 422),
-        (post('/v1/chat/completions', json={'messages': [{'role': 'assistant', 'content': 'x'}], 'stream': True}), 400),
+        (post('/v1/chat/completions', json={'messages': [{'role': 'assistant', 'content': 'x'}], 'tools': [{'type': 'function'}]}), 400),
+        (post('/v1/completions', json={'prompt': 'x', 'guided_json': {}, 'best_of': 2}), 400),
     ]
     for i, (r, status) in enumerate(cases):
         assert r.status_code == status, (i, r.status_code, r.text[:300])
