@@ -31,7 +31,8 @@ def _post(url: str, body: dict | None, api_key: str | None, timeout: float) -> d
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r: raw = r.read()
     except urllib.error.HTTPError as e:
-        raise RemoteError(e.code, e.read().decode(errors='replace')[:500], _seconds(e.headers.get('Retry-After'))) from None
+        body = e.read().decode(errors='replace')[:500]
+        raise RemoteError(e.code, body, _seconds(e.headers.get('Retry-After'))) from None
     except (urllib.error.URLError, OSError) as e: raise ConnectionError(f'cannot reach {url}: {e}') from None
     try: return json.loads(raw)
     except ValueError: raise RemoteError(200, f'not JSON: {raw[:200]!r}') from None

@@ -435,7 +435,7 @@ def unsure_tail(text: str, stops: Sequence[str]) -> int:
 def stream_emitter(lm: LM, stream: Stream, index: int,  # the row's prompt within its request
                    stop: str | Sequence[str] | None = None,  # the request's stop strings
                   ) -> Callable[[int, float, dict], bool]:
-    "`lm_generate`'s `emit` for a streamed row: it sends the text that is sure, and says stop at a stop string or once the client left."
+    "`lm_generate`'s `emit` for a streamed row: send the text that is sure; stop at a stop string or once the client left."
     ids, sent, stops = [], [0], [s for s in ([stop] if isinstance(stop, str) else stop or []) if s]
     def emit(t: int, logprob: float, tops: dict) -> bool:
         if stream.closed: return False
@@ -946,7 +946,7 @@ async def _select(body: SelectRequest, request: Request) -> SelectResponse:
 # %% ../nbs/08_serve.ipynb #99494d23
 def schema_choices(js: Mapping | None,  # `response_format.json_schema`: `{'name', 'schema', ...}`
                   ) -> tuple[list[str], str | None] | None:
-    "The strings a `json_schema` allows and the property that holds them (None: the bare string); None for another schema."
+    "The strings a `json_schema` allows and the property holding them (None: the bare string); None for another schema."
     def enum(x):
         ok = isinstance(x, Mapping) and isinstance(x.get('enum'), list) and x.get('type', 'string') == 'string'
         return x['enum'] if ok and all(isinstance(v, str) for v in x['enum']) else None
@@ -1092,7 +1092,8 @@ async def _events(s: Stream, task: asyncio.Task, ev, n: int, ch: Chunks, stop):
     try: answers = task.result()
     except Exception as e:
         err = as_serve_error(e)
-        yield b'data: ' + json.dumps({'error': {'message': err.message, 'type': err.type, 'code': err.status}}).encode() + b'\n\n'
+        e = {'error': {'message': err.message, 'type': err.type, 'code': err.status}}
+        yield b'data: ' + json.dumps(e).encode() + b'\n\n'
         yield b'data: [DONE]\n\n'; return
     for i, a in enumerate(cut(a, stop) for a in answers):
         rest = a.text[len(sent[i]):] if a.text.startswith(sent[i]) else ''
@@ -1113,7 +1114,8 @@ async def stream_answer(st: Server, job: CompletionJob, rows: int, n: int, chunk
     return EventStream(_events(s, task, first, n, chunks, job.stop), on_close)
 
 # %% ../nbs/08_serve.ipynb #8fc5597b
-STREAMED = {200: {'content': {'text/event-stream': {'schema': {'type': 'string'}}}, 'description': 'the answer (JSON), or with `stream` its server-sent events'}}
+STREAMED = {200: {'content': {'text/event-stream': {'schema': {'type': 'string'}}},
+                  'description': 'the answer (JSON), or with `stream` its server-sent events'}}
 
 @router.post('/v1/completions', operation_id='completions', response_model=CompletionResponse, dependencies=AUTH,
              responses={**STREAMED, **POST_ERRORS}, tags=['openai'])

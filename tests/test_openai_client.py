@@ -140,13 +140,15 @@ def test_streaming_chat(client):
      ['functions', 'structured_outputs.regex']),
     ('completions', {'best_of': 2, 'logit_bias': {'5': 10}}, ['best_of', 'logit_bias']),
     ('completions', {'echo': True, 'stream': True}, ['echo (with stream)']),
-    ('completions', {'response_format': {'type': 'json_schema', 'json_schema': {'name': 'x', 'schema': {'type': 'integer'}}}},
+    ('completions', {'extra_body': {'response_format': {'type': 'json_schema',
+                                                        'json_schema': {'name': 'x', 'schema': {'type': 'integer'}}}}},
      ['response_format']),
 ])
 def test_unsupported_options_are_refused_by_name(client, api, kw, names):
     "An option the server cannot honour is a 400 naming every one of them, not an answer that ignores it."
     with pytest.raises(openai.BadRequestError) as e:
-        if api == 'chat': client.chat.completions.create(model='flexrl-selector', messages=[{'role': 'user', 'content': 'x'}], **kw)
+        if api == 'chat':
+            client.chat.completions.create(model='flexrl-selector', messages=[{'role': 'user', 'content': 'x'}], **kw)
         else: client.completions.create(model='flexrl-selector', prompt='x', **kw)
     assert e.value.status_code == 400
     msg = e.value.body['message']
@@ -157,8 +159,8 @@ def test_unsupported_options_are_refused_by_name(client, api, kw, names):
 
 
 def test_choice_restriction_three_ways(client):
-    "vLLM's `structured_outputs.choice` and `guided_choice`, and OpenAI's `response_format` json_schema enum: each one
-    answers one of the choices, the same one; an empty list is a 400."
+    """vLLM's `structured_outputs.choice` and `guided_choice`, and OpenAI's `response_format` json_schema enum: each
+    one answers one of the choices, the same one; an empty list is a 400."""
     msgs = decision_chat()
     schema = {'type': 'json_schema', 'json_schema': {'name': 'skill', 'schema': {'type': 'string', 'enum': CHOICES}}}
     obj = {'type': 'json_schema', 'json_schema': {'name': 'pick', 'schema': {
@@ -178,8 +180,8 @@ def test_choice_restriction_three_ways(client):
 
 
 def test_disconnect_mid_stream_frees_its_slot():
-    "With room for one row, a stream holds it (another request is shed: 503 with Retry-After); the client leaving
-    mid-stream ends its row at the next token, and the next request is answered long before the stream would have ended."
+    """With room for one row, a stream holds it (another request is shed: 503 with Retry-After); the client leaving
+    mid-stream ends its row at the next token, and the next request is answered long before the stream would end."""
     from flexrl.serve import create_app, ServeSettings, tiny_selector
     def slow():
         sel = tiny_selector(0)
