@@ -33,7 +33,10 @@ def _post(url: str, body: dict | None, api_key: str | None, timeout: float) -> d
     except urllib.error.HTTPError as e:
         body = e.read().decode(errors='replace')[:500]
         raise RemoteError(e.code, body, _seconds(e.headers.get('Retry-After'))) from None
-    except (urllib.error.URLError, OSError) as e: raise ConnectionError(f'cannot reach {url}: {e}') from None
+    except (TimeoutError, urllib.error.URLError, OSError) as e:
+        if isinstance(e, TimeoutError) or isinstance(getattr(e, 'reason', None), TimeoutError):
+            raise TimeoutError(f'no answer from {url} within {timeout} s') from None   # sent: not retried
+        raise ConnectionError(f'cannot reach {url}: {e}') from None
     try: return json.loads(raw)
     except ValueError: raise RemoteError(200, f'not JSON: {raw[:200]!r}') from None
 
