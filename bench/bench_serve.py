@@ -51,8 +51,11 @@ def start(a, max_batch: int, profile: Path | None = None):
         cmd = ([sys.executable, '-m', 'flexrl.parallel', 'serve'] if a.tp == 1 else tp_command(a.tp, ['serve'])) + args
     elif profile is None: cmd = [sys.executable, '-c', code]
     else:   # cProfile of the main thread, the event loop: where a request's time goes outside the model
-        script = profile.with_suffix('.py'); script.write_text(code + '\n')
-        cmd = [sys.executable, '-m', 'cProfile', '-o', str(profile), str(script)]
+        # uvicorn re-raises the SIGTERM that stopped it, under the handler it found: one that exits, so the dump runs
+        cmd = [sys.executable, '-c', 'import cProfile, signal, sys\n'
+               'signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n'
+               'pr = cProfile.Profile(); pr.enable()\n'
+               f'try:\n    {code}\nfinally:\n    pr.disable(); pr.dump_stats({str(profile)!r})\n']
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
     url = f'http://127.0.0.1:{port}'
     for _ in range(3000):
@@ -272,7 +275,7 @@ def main(argv=None) -> int:
             if a.profile:
                 prof = a.out.parent/'serve_select.prof'; a.out.parent.mkdir(parents=True, exist_ok=True)
                 res['profiled_run'] = run_server(a, w, a.max_batch, bodies, prof)
-                res['event_loop_top'] = top_functions(prof)
+                res['event_loop_top'] = top_functions(prof) if prof.exists() else []
         res['passed'] = all(goals)
         results[w] = res
     result = {'machine': f'{os.cpu_count()} cpus, {platform.processor() or platform.machine()}',

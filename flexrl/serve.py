@@ -14,7 +14,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from fastapi import APIRouter, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, CONTENT_TYPE_LATEST
@@ -939,9 +939,10 @@ async def _select(body: SelectRequest, request: Request) -> SelectResponse:
     ds = [Decision(d.obs, d.instruction, d.feedback, tuple(d.history), tuple(d.progress)) for d in body.decisions]
     cs = await st.run('select', skills, (ds, skills), len(ds))
     st.metrics.invalid.inc(sum(not c.valid for c in cs))
-    return SelectResponse(model=st.settings.model_name, choices=[
+    out = SelectResponse(model=st.settings.model_name, choices=[
         ChoiceOut(index=i, skill=c.skill, scores={k: finite(v) for k, v in c.scores.items()}, output=c.output,
                   valid=c.valid) for i, c in enumerate(cs)])
+    return Response(out.model_dump_json(), media_type='application/json')  # built valid: no second validation
 
 # %% ../nbs/08_serve.ipynb #99494d23
 def schema_choices(js: Mapping | None,  # `response_format.json_schema`: `{'name', 'schema', ...}`
