@@ -1,20 +1,27 @@
-"""Inference server benchmark: the same server, with micro-batching and without (max batch 1), under the same load.
+"""Inference server benchmark: the server against the machine's limit, and with micro-batching against without.
 
-  python bench/bench_serve.py [--clients 64] [--seconds 30] [--workloads select generate] [--hidden 64] [--threads 1]
+  python bench/bench_serve.py [--clients 64] [--seconds 30] [--workloads select generate] [--selector tiny|tuned]
+                              [--hidden 64] [--threads 1] [--max-batch 32] [--profile]
 
-Starts `flexrl serve --tiny` as a real uvicorn process on 127.0.0.1 (a free port, a token) once per setting, one at
-a time, and runs a bounded asyncio load against it: `--clients` concurrent closed-loop clients on keep-alive
-connections, each sending one request and waiting for its answer, for `--seconds`. Two workloads: `select` (one
-decision per `POST /v1/select`, every skill scored) and `generate` (`POST /v1/completions`, 16 greedy tokens).
-Prints a table (requests, errors, throughput, p50 and p99 latency, mean forward-pass batch) and writes
+Starts `flexrl serve` (the tiny random model, or `--selector tuned`: SmolLM2 with its adapter) as a real uvicorn
+process on 127.0.0.1 (a free port, a token) once per setting, one at a time, and runs a bounded asyncio load against
+it: `--clients` concurrent closed-loop clients on keep-alive connections, each sending one request and waiting for
+its answer, for `--seconds`. Two workloads: `select` (one decision per `POST /v1/select`, every skill scored) and
+`generate` (`POST /v1/completions`, 16 greedy tokens).
+
+The limit: in the same run, before and after the select server runs, the same selector scores the same decisions in
+a process of its own (same torch threads), `--max-batch` decisions per `select` call as the server's full rounds, no
+HTTP. The server's select throughput at `--clients` is reported as a fraction of it. Each server run also records
+where its CPU went (/proc): the main thread (the event loop: HTTP, JSON, validation) and the model thread; with
+`--profile` a further run puts the event loop under cProfile and lists its costliest functions.
+Prints a table (requests, errors, throughput, p50 and p99 latency, mean forward-pass batch, CPU split) and writes
 bench/results/serve.json.
-Goals (issue): 0 errors, throughput with micro-batching >= 4x without.
+Goals (issue #17): 0 errors; select >= 85% of the in-process limit; generate with micro-batching >= 4x without.
 
-What to expect on a CPU: scoring a prompt (`select`) costs about the same per row whatever the batch (the work is
-the row's own tokens attending to the cached prefix), so micro-batching saves only the per-call overhead there
-(~1.3x on 2 cores); decoding (`generate`) pays a per-step overhead that a batch shares, so it gains several times.
-On a GPU both gain, the per-call cost dominating there. torch with 2 threads on 2 busy cores spins: keep
-`--threads 1` unless the machine is otherwise idle."""
+What to expect on a CPU: scoring a prompt (`select`) costs about the same per row whatever the batch, so
+micro-batching saves only the per-call overhead there; decoding (`generate`) pays a per-step overhead that a batch
+shares, so it gains several times. torch with 2 threads on 2 busy cores spins: keep `--threads 1` unless the machine
+is otherwise idle."""
 import argparse, asyncio, json, os, platform, signal, socket, subprocess, sys, time
 from pathlib import Path
 import numpy as np
@@ -30,22 +37,102 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(a, max_batch: int):
-    "A `flexrl serve --tiny` process on a free loopback port, once ready: (process, url, port)."
+def start(a, max_batch: int, profile: Path | None = None):
+    "A `flexrl serve` process (the `--selector`) on a free loopback port, once ready: (process, url, port)."
     port = free_port()
-    args = ['--tiny', '--seed', '0', '--hidden', str(a.hidden), '--port', str(port), '--max-batch', str(max_batch),
-            '--max-wait-ms', str(a.max_wait_ms), '--log-level', 'warning'] + (['--threads', str(a.threads)] if a.threads else [])
+    args = (['--tiny', '--hidden', str(a.hidden)] if a.selector == 'tiny' else ['--selector', a.selector]) + \
+        ['--seed', '0', '--port', str(port), '--max-batch', str(max_batch), '--max-wait-ms', str(a.max_wait_ms),
+         '--log-level', 'warning'] + (['--threads', str(a.threads)] if a.threads else [])
     env = {**os.environ, 'FLEXRL_API_TOKEN': TOKEN, 'HF_HUB_OFFLINE': '1'}
     if a.threads: env['OMP_NUM_THREADS'] = str(a.threads)
-    proc = subprocess.Popen([sys.executable, '-c', f'from flexrl.serve import main; main({args!r})'], env=env, cwd=ROOT)
+    code = f'from flexrl.serve import main; main({args!r})'
+    if a.gpu or a.tp > 1:   # flexrl.parallel's server: the model on the GPU (one per process), split over --tp of them
+        from flexrl.parallel import tp_command
+        cmd = ([sys.executable, '-m', 'flexrl.parallel', 'serve'] if a.tp == 1 else tp_command(a.tp, ['serve'])) + args
+    elif profile is None: cmd = [sys.executable, '-c', code]
+    else:   # cProfile of the main thread, the event loop: where a request's time goes outside the model
+        # uvicorn re-raises the SIGTERM that stopped it, under the handler it found: one that exits, so the dump runs
+        cmd = [sys.executable, '-c', 'import cProfile, signal, sys\n'
+               'signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n'
+               'pr = cProfile.Profile(); pr.enable()\n'
+               f'try:\n    {code}\nfinally:\n    pr.disable(); pr.dump_stats({str(profile)!r})\n']
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
     url = f'http://127.0.0.1:{port}'
-    for _ in range(600):
+    for _ in range(3000):
         if proc.poll() is not None: raise RuntimeError(f'the server exited with {proc.returncode}')
         try:
             if httpx.get(f'{url}/ready', timeout=2).status_code == 200: return proc, url, port
         except httpx.TransportError: pass
         time.sleep(0.2)
     proc.kill(); raise TimeoutError('the server did not get ready')
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    "CPU seconds (user + system) of each thread of process `pid`, from /proc (empty where there is none)."
+    out, tick = {}, os.sysconf('SC_CLK_TCK')
+    for t in Path(f'/proc/{pid}/task').glob('*'):
+        try: f = (t/'stat').read_text().rsplit(')', 1)[1].split()
+        except OSError: continue
+        out[int(t.name)] = (int(f[11]) + int(f[12])) / tick
+    return out
+
+
+def cpu_split(pid: int, before: dict, after: dict) -> dict:
+    """Where the server's CPU went during a run: its main thread (the event loop: HTTP, JSON, validation), its busiest
+    other thread (the model thread) and the rest (torch's and uvicorn's helpers)."""
+    d = {t: after[t] - before.get(t, 0.0) for t in after}
+    loop = d.pop(pid, 0.0)
+    model = max(d.values(), default=0.0)
+    return {'event_loop_cpu_s': round(loop, 2), 'model_thread_cpu_s': round(model, 2),
+            'other_threads_cpu_s': round(sum(d.values()) - model, 2)}
+
+
+LIMIT = '''
+import json, sys, time, numpy as np, torch
+a = json.loads(sys.argv[1])
+if a['threads']: torch.set_num_threads(a['threads'])
+from flexrl.serve import selector_factory, Engine, ServeSettings
+from flexrl.tune import make_examples
+if a['gpu']:   # as `python -m flexrl.parallel serve` builds it: on the GPU
+    from flexrl.parallel import tp_selector
+    from flexrl.steering import SELECTORS
+    sp = SELECTORS.get(a['selector'])
+    sel = tp_selector('tiny' if a['selector'] == 'tiny' else sp.model, 'score', None if a['selector'] == 'tiny' else sp.adapter,
+                      hidden=a['hidden'])
+else: sel = selector_factory(a['selector'], 'score', 0, a['hidden'])()
+Engine(sel, ServeSettings(max_batch=a['batch']))            # sizes the selector's batches as the server does
+ds = [d for d, _ in make_examples(256, 0)]
+calls = [ds[i:i + a['batch']] for i in range(0, len(ds), a['batch'])]
+sel.select(calls[0])                                        # warm-up: the prefix cache, torch's first calls
+lat, n, t0 = [], 0, time.perf_counter()
+while time.perf_counter() - t0 < a['seconds']:
+    for c in calls:
+        t = time.perf_counter(); sel.select(c); lat.append(time.perf_counter() - t); n += len(c)
+        if time.perf_counter() - t0 >= a['seconds']: break
+wall = time.perf_counter() - t0
+print(json.dumps({'decisions': n, 'wall_s': round(wall, 2), 'decisions_per_s': round(n / wall, 1),
+                  'call_p50_ms': round(1000 * float(np.percentile(lat, 50)), 1),
+                  'call_p99_ms': round(1000 * float(np.percentile(lat, 99)), 1)}))
+'''
+
+
+def limit(a, batch: int) -> dict:
+    """The physical limit: the same selector scoring the same decisions in one process, `batch` decisions per
+    `select` call (the server's rounds), no HTTP; in a process of its own with the server's torch threads."""
+    env = {**os.environ, 'HF_HUB_OFFLINE': '1', **({'OMP_NUM_THREADS': str(a.threads)} if a.threads else {})}
+    arg = json.dumps({'selector': a.selector, 'hidden': a.hidden, 'threads': a.threads, 'batch': batch, 'gpu': a.gpu,
+                      'seconds': a.limit_seconds})
+    r = subprocess.run([sys.executable, '-c', LIMIT, arg], env=env, cwd=ROOT, capture_output=True, text=True)
+    if r.returncode: raise RuntimeError(f'the in-process limit failed:\n{r.stderr[-3000:]}')
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def top_functions(profile: Path, n: int = 25) -> list[dict]:
+    "The event loop's costliest functions of a cProfile dump, by their own time."
+    import pstats
+    st = pstats.Stats(str(profile)).stats
+    rows = sorted(((v[2], v[3], v[1], f'{Path(k[0]).name}:{k[1]}({k[2]})') for k, v in st.items()), reverse=True)[:n]
+    return [{'function': f, 'own_s': round(tt, 3), 'cumulative_s': round(ct, 3), 'calls': nc} for tt, ct, nc, f in rows]
 
 
 def stop(proc):
@@ -127,47 +214,98 @@ def request_bodies(workload: str, hidden: int, n: int = 256) -> list[bytes]:
     return [json.dumps({'prompt': sel.prompt(d), 'max_tokens': 16, 'temperature': 0}).encode() for d in ds]
 
 
+def run_server(a, w: str, mb: int, bodies, profile: Path | None = None) -> dict:
+    "One server run of workload `w` at max batch `mb`: the load's numbers, the batches, where the CPU went."
+    path, op, _ = WORKLOADS[w]
+    proc, url, port = start(a, mb, profile)
+    try:
+        print(f'{w}: max batch {mb}, {a.clients} clients for {a.seconds:.0f} s against {url}'
+              f'{" (profiled)" if profile else ""} ...', flush=True)
+        t0 = thread_cpu(proc.pid)
+        r = asyncio.run(load(port, path, bodies, a.clients, a.seconds))
+        return {'max_batch': mb, **r, **batch_stats(url, op), **cpu_split(proc.pid, t0, thread_cpu(proc.pid))}
+    finally: stop(proc)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--clients', type=int, default=64)
     p.add_argument('--seconds', type=float, default=30)
+    p.add_argument('--limit-seconds', type=float, default=None, help='how long each in-process limit run (default --seconds)')
     p.add_argument('--workloads', nargs='+', default=list(WORKLOADS), choices=list(WORKLOADS))
+    p.add_argument('--selector', default='tiny', help="the served selector: 'tiny' (random tiny Llama) or a language-model "
+                                                     "selector of flexrl.steering.SELECTORS ('tuned': SmolLM2 + adapter)")
     p.add_argument('--hidden', type=int, default=64, help='hidden size of the tiny Llama served (2 layers)')
     p.add_argument('--threads', type=int, default=1, help='torch threads of the server (0: torch default)')
-    p.add_argument('--max-batch', type=int, default=64, help='max batch of the micro-batching server')
+    p.add_argument('--max-batch', type=int, default=32, help='max batch of the micro-batching server (its default: 32)')
     p.add_argument('--max-wait-ms', type=float, default=5)
+    p.add_argument('--no-unbatched', action='store_true', help='skip the max-batch-1 runs')
+    p.add_argument('--profile', action='store_true', help="one more select run with the server's event loop under cProfile")
+    p.add_argument('--gpu', action='store_true', help='serve (and measure the limit) on the GPU, through flexrl.parallel')
+    p.add_argument('--tp', type=int, default=1, help='split the served model over this many GPUs (torchrun); no limit run')
     p.add_argument('--out', type=Path, default=ROOT/'bench'/'results'/'serve.json')
     a = p.parse_args(argv)
+    a.limit_seconds = a.limit_seconds or a.seconds
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
-    from flexrl.lm import tiny_lm
-    n_params = sum(p.numel() for p in tiny_lm(0, hidden=a.hidden)[0].parameters())
+    if a.selector == 'tiny':
+        from flexrl.lm import tiny_lm
+        n_params = sum(p.numel() for p in tiny_lm(0, hidden=a.hidden)[0].parameters())
+        model = f'tiny Llama (tiny_lm): 2 layers, hidden {a.hidden}, {n_params:,} parameters, seed 0'
+    else: model = f'selector {a.selector!r} (SmolLM2-135M-Instruct; flexrl.steering.SELECTORS), score mode'
     load0, results = os.getloadavg(), {}
     for w in a.workloads:
-        path, op, what = WORKLOADS[w]
         bodies, runs = request_bodies(w, a.hidden), {}
-        for name, mb in (('micro-batching', a.max_batch), ('no batching', 1)):
-            proc, url, port = start(a, mb)
-            try:
-                print(f'{w}: {name} (max batch {mb}), {a.clients} clients for {a.seconds:.0f} s against {url} ...', flush=True)
-                runs[name] = {'max_batch': mb, **asyncio.run(load(port, path, bodies, a.clients, a.seconds)), **batch_stats(url, op)}
-            finally: stop(proc)
-        b, u = runs['micro-batching'], runs['no batching']
-        speedup = round(b['throughput_rps'] / u['throughput_rps'], 2) if u['throughput_rps'] else None
-        results[w] = {'what': what, 'runs': runs, 'speedup': speedup, 'errors': b['errors'] + u['errors'],
-                      'passed': b['errors'] == 0 and u['errors'] == 0 and (speedup or 0) >= 4.0}
+        if w == 'select' and a.tp == 1:
+            print(f'select: the in-process limit, batch {a.max_batch}, {a.limit_seconds:.0f} s ...', flush=True)
+            lim = [limit(a, a.max_batch)]
+        runs['micro-batching'] = run_server(a, w, a.max_batch, bodies)
+        if not a.no_unbatched: runs['no batching'] = run_server(a, w, 1, bodies)
+        res = {'what': WORKLOADS[w][2], 'runs': runs, 'errors': sum(r['errors'] for r in runs.values())}
+        b, u = runs['micro-batching'], runs.get('no batching')
+        res['speedup'] = round(b['throughput_rps'] / u['throughput_rps'], 2) if u and u['throughput_rps'] else None
+        goals = [res['errors'] == 0] + ([(res['speedup'] or 0) >= 4.0] if w == 'generate' and u else [])
+        if w == 'select' and a.tp == 1:
+            print(f'select: the in-process limit again ...', flush=True)
+            lim.append(limit(a, a.max_batch))
+            mean = sum(x['decisions_per_s'] for x in lim) / len(lim)
+            res['limit'] = {'runs': lim, 'decisions_per_s': round(mean, 1),
+                            'spread': [min(x['decisions_per_s'] for x in lim), max(x['decisions_per_s'] for x in lim)]}
+            res['fraction_of_limit'] = round(b['throughput_rps'] / mean, 3) if mean else None
+            goals.append((res['fraction_of_limit'] or 0) >= 0.85)
+            if a.profile:
+                prof = a.out.parent/'serve_select.prof'; a.out.parent.mkdir(parents=True, exist_ok=True)
+                res['profiled_run'] = run_server(a, w, a.max_batch, bodies, prof)
+                res['event_loop_top'] = top_functions(prof) if prof.exists() else []
+        res['passed'] = all(goals)
+        results[w] = res
     result = {'machine': f'{os.cpu_count()} cpus, {platform.processor() or platform.machine()}',
               'load_avg_1_5_15min': {'before': [round(x, 2) for x in load0], 'after': [round(x, 2) for x in os.getloadavg()]},
-              'model': f'tiny Llama (tiny_lm): 2 layers, hidden {a.hidden}, {n_params:,} parameters, seed 0',
+              'model': model, 'selector': a.selector, 'gpu': a.gpu, 'tp': a.tp,
               'server_threads': a.threads or 'torch default', 'clients': a.clients, 'seconds': a.seconds,
-              'max_wait_ms': a.max_wait_ms, 'goal': '0 errors, micro-batching >= 4x the throughput without', 'workloads': results}
-    print(f"\n{result['model']}; {a.clients} clients x {a.seconds:.0f} s per run; server torch threads {result['server_threads']}; "
-          f"load average {result['load_avg_1_5_15min']['before'][0]} before, {result['load_avg_1_5_15min']['after'][0]} after (2 cores)\n")
-    print(f"{'workload':<10}{'server':<16}{'max batch':>10}{'requests':>10}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'batch':>7}{'speedup':>9}")
+              'max_wait_ms': a.max_wait_ms,
+              'goals': 'select: 0 errors, >= 85% of the in-process limit; generate: 0 errors, micro-batching >= 4x without',
+              'workloads': results}
+    print(f"\n{model}; {a.clients} clients x {a.seconds:.0f} s per run; server torch threads {result['server_threads']}; "
+          f"load average {result['load_avg_1_5_15min']['before'][0]} before, {result['load_avg_1_5_15min']['after'][0]} after "
+          f"({os.cpu_count()} cores)\n")
+    print(f"{'workload':<10}{'server':<16}{'max batch':>10}{'requests':>10}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+          f"{'batch':>7}{'loop cpu':>9}{'model cpu':>10}")
     for w, r in results.items():
         for name, x in r['runs'].items():
-            sp = f"{r['speedup']}x" if name == 'no batching' else ''
-            print(f"{w:<10}{name:<16}{x['max_batch']:>10}{x['requests']:>10}{x['errors']:>8}{x['throughput_rps']:>9}{x['p50_ms']:>9}{x['p99_ms']:>9}{x['mean_batch']:>7}{sp:>9}")
-    for w, r in results.items(): print(f"{w}: {r['what']}: {r['speedup']}x, {r['errors']} errors: {'PASS' if r['passed'] else 'FAIL'}")
+            print(f"{w:<10}{name:<16}{x['max_batch']:>10}{x['requests']:>10}{x['errors']:>8}{x['throughput_rps']:>9}"
+                  f"{x['p50_ms']:>9}{x['p99_ms']:>9}{x['mean_batch']:>7}{x['event_loop_cpu_s']:>9}{x['model_thread_cpu_s']:>10}")
+        if 'limit' in r:
+            for k, x in enumerate(r['limit']['runs']):
+                print(f"{w:<10}{'in-process #' + str(k + 1):<16}{a.max_batch:>10}{x['decisions']:>10}{0:>8}{x['decisions_per_s']:>9}"
+                      f"{x['call_p50_ms']:>9}{x['call_p99_ms']:>9}{a.max_batch:>7}")
+    for w, r in results.items():
+        line = f"{w}: {r['what']}: {r['errors']} errors"
+        if r.get('speedup') is not None: line += f", micro-batching {r['speedup']}x without"
+        if 'limit' in r: line += (f", {r['runs']['micro-batching']['throughput_rps']} req/s = {100 * r['fraction_of_limit']:.1f}% "
+                                  f"of the in-process {r['limit']['decisions_per_s']} decisions/s (spread {r['limit']['spread']})")
+        print(f"{line}: {'PASS' if r['passed'] else 'FAIL'}")
+        for f in r.get('event_loop_top', [])[:12]:
+            print(f"  event loop: {f['own_s']:>7} s own, {f['cumulative_s']:>7} s cum, {f['calls']:>8} calls  {f['function']}")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1))
     print(f'written {a.out}')

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05c_remote.ipynb #7aaa8b5f
 from __future__ import annotations
-import json, math, urllib.request, urllib.error
+import json, math, time, itertools, urllib.request, urllib.error
 from typing import Any, Mapping, Sequence
 from .core import get_logger
 from .steering import SKILLS, Decision, Choice, Selector, PromptTemplate, best_skill, chat_parts, text_choice
@@ -12,13 +12,15 @@ from .steering import SKILLS, Decision, Choice, Selector, PromptTemplate, best_s
 log = get_logger('remote')
 
 # %% auto #0
-__all__ = ['log', 'REMOTE_MODES', 'RemoteError', 'RemoteSelector']
+__all__ = ['log', 'RETRIED', 'REMOTE_MODES', 'RemoteError', 'retry_pause', 'RemoteSelector']
 
 # %% ../nbs/05c_remote.ipynb #3c5b7d37
 class RemoteError(RuntimeError):
     "An error answer from a completions server."
-    def __init__(self, status: int, body: str):
-        super().__init__(f'server answered HTTP {status}: {body}'); self.status, self.body = status, body
+    def __init__(self, status: int, body: str,
+                 retry_after: float | None = None):  # the answer's `Retry-After` (seconds), if any
+        super().__init__(f'server answered HTTP {status}: {body}')
+        self.status, self.body, self.retry_after = status, body, retry_after
 
 # %% ../nbs/05c_remote.ipynb #e39e4beb
 def _post(url: str, body: dict | None, api_key: str | None, timeout: float) -> dict:
@@ -28,10 +30,29 @@ def _post(url: str, body: dict | None, api_key: str | None, timeout: float) -> d
                                  method='GET' if body is None else 'POST')
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r: raw = r.read()
-    except urllib.error.HTTPError as e: raise RemoteError(e.code, e.read().decode(errors='replace')[:500]) from None
-    except (urllib.error.URLError, OSError) as e: raise ConnectionError(f'cannot reach {url}: {e}') from None
+    except urllib.error.HTTPError as e:
+        body = e.read().decode(errors='replace')[:500]
+        raise RemoteError(e.code, body, _seconds(e.headers.get('Retry-After'))) from None
+    except (TimeoutError, urllib.error.URLError, OSError) as e:
+        if isinstance(e, TimeoutError) or isinstance(getattr(e, 'reason', None), TimeoutError):
+            raise TimeoutError(f'no answer from {url} within {timeout} s') from None   # sent: not retried
+        raise ConnectionError(f'cannot reach {url}: {e}') from None
     try: return json.loads(raw)
     except ValueError: raise RemoteError(200, f'not JSON: {raw[:200]!r}') from None
+
+# %% ../nbs/05c_remote.ipynb #33885580
+def _seconds(v: str | None) -> float | None:
+    "A `Retry-After` of seconds as a float (None when absent or a date)."
+    try: return max(0.0, float(v)) if v is not None else None
+    except ValueError: return None
+
+RETRIED = (429, 503)  # the answers of a busy server, worth asking again
+
+def retry_pause(attempt: int,               # 0 for the first retry, then 1, ...
+                retry_after: float | None,  # what the server asked for
+                base: float = 0.1, cap: float = 5.0) -> float:
+    "Seconds to wait before retry `attempt`: doubling from `base` up to `cap`, and never less than `Retry-After`."
+    return max(min(cap, base * 2 ** attempt), retry_after or 0.0)
 
 # %% ../nbs/05c_remote.ipynb #0abe7f06
 REMOTE_MODES = ('select', 'choice', 'score')  # `/v1/select` (flex-rl servers), restricted completions, echoed scores
@@ -46,17 +67,25 @@ class RemoteSelector(Selector):
                  api_key: str | None = None,               # sent as a bearer token
                  timeout: float = 30.0,                    # seconds per request
                  max_tokens: int = 16,                     # `choice`: the most tokens generated
-                 fallback: str = 'stay'):                  # `choice`: the skill when the text names none
+                 fallback: str = 'stay',                   # `choice`: the skill when the text names none
+                 retry_s: float = 30.0):                   # how long to keep retrying a busy or unreachable server
         if mode not in REMOTE_MODES: raise ValueError(f"mode must be one of {REMOTE_MODES}, got {mode!r}")
         self.base, self.model, self.mode, self.template = (base_url.rstrip('/').removesuffix('/v1') + '/v1', model,
                                                            mode, template or PromptTemplate())
         self.tokenizer, self.api_key, self.timeout, self.max_tokens, self.fallback = (tokenizer, api_key, timeout,
                                                                                       max_tokens, fallback)
-        self.guided = True  # False once the server refused `guided_choice`
+        self.guided, self.retry_s = True, retry_s  # guided: False once the server refused `guided_choice`
 
     def request(self, path: str, body: dict | None = None) -> dict:
-        "Call the server (`/completions`, `/models`, ...)."
-        return _post(self.base + path, body, self.api_key, self.timeout)
+        "Call the server (`/completions`, `/models`, ...); a busy or unreachable one is retried for `retry_s` seconds."
+        end = time.monotonic() + self.retry_s
+        for attempt in itertools.count():
+            try: return _post(self.base + path, body, self.api_key, self.timeout)
+            except (RemoteError, ConnectionError) as e:
+                if isinstance(e, RemoteError) and e.status not in RETRIED: raise
+                pause = retry_pause(attempt, getattr(e, 'retry_after', None))
+                if time.monotonic() + pause > end: raise
+                log.info(f'{self.base}{path}: {e}; again in {pause:.1f} s'); time.sleep(pause)
 
     def model_name(self) -> str:
         "The model to ask: `model`, else the first the server lists."

@@ -14,7 +14,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from fastapi import APIRouter, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, CONTENT_TYPE_LATEST
@@ -26,15 +26,17 @@ log = get_logger('serve')
 
 # %% auto #0
 __all__ = ['log', 'MAX_TEXT', 'MAX_ROWS', 'Text', 'SkillName', 'ROUTES', 'PUBLIC', 'OPS', 'router', 'AUTH', 'POST_ERRORS',
-           'ServeSettings', 'api_token', 'is_loopback', 'ServeError', 'error_response', 'as_serve_error', 'Job',
-           'collect', 'run_group', 'Batcher', 'LM', 'share_prefix', 'lm_choose', 'Generated', 'lm_generate', 'lm_echo',
-           'Engine', 'run_select', 'CompletionJob', 'Answer', 'render_chat', 'run_complete', 'DecisionIn',
-           'SelectRequest', 'ChoiceOut', 'SelectResponse', 'finite', 'CompletionRequest', 'ContentPart', 'Message',
-           'ChatRequest', 'Usage', 'CompletionLogprobs', 'CompletionChoice', 'CompletionResponse', 'TopLogprob',
-           'TokenLogprob', 'ChatLogprobs', 'ChatMessageOut', 'ChatChoice', 'ChatResponse', 'ModelCard', 'ModelList',
-           'Health', 'Readiness', 'ErrorDetail', 'ErrorOut', 'Metrics', 'read_body', 'replay', 'Guard', 'Server',
-           'create_app', 'completion_job', 'cut', 'completion_choice', 'tiny_selector', 'selector_factory',
-           'checked_settings', 'run_options', 'serve', 'serve_parser', 'settings_of', 'main']
+           'IGNORED', 'NEUTRAL', 'STREAMED', 'ServeSettings', 'api_token', 'is_loopback', 'ServeError',
+           'error_response', 'as_serve_error', 'Job', 'Stream', 'collect', 'run_group', 'Batcher', 'LM', 'share_prefix',
+           'lm_choose', 'Generated', 'lm_generate', 'lm_echo', 'Engine', 'run_select', 'CompletionJob', 'Answer',
+           'render_chat', 'unsure_tail', 'stream_emitter', 'run_complete', 'DecisionIn', 'SelectRequest', 'ChoiceOut',
+           'SelectResponse', 'finite', 'StreamOptions', 'StructuredOutputs', 'ResponseFormat', 'CompletionRequest',
+           'ContentPart', 'Message', 'ChatRequest', 'Usage', 'CompletionLogprobs', 'CompletionChoice',
+           'CompletionResponse', 'TopLogprob', 'TokenLogprob', 'ChatLogprobs', 'ChatMessageOut', 'ChatChoice',
+           'ChatResponse', 'ModelCard', 'ModelList', 'Health', 'Readiness', 'ErrorDetail', 'ErrorOut', 'Metrics',
+           'read_body', 'replay', 'Guard', 'Server', 'create_app', 'schema_choices', 'unsupported', 'restriction',
+           'completion_job', 'cut', 'completion_choice', 'Chunks', 'EventStream', 'stream_answer', 'tiny_selector',
+           'selector_factory', 'checked_settings', 'run_options', 'serve', 'serve_parser', 'settings_of', 'main']
 
 # %% ../nbs/08_serve.ipynb #e893766f
 @dataclasses.dataclass
@@ -115,6 +117,20 @@ class Job:
         "Settle the future from any thread (ignored when the request gave up or its loop is gone)."
         if self.future is None: return
         with contextlib.suppress(RuntimeError): self.loop.call_soon_threadsafe(_settle, self.future, result)
+
+# %% ../nbs/08_serve.ipynb #d166c1f9
+class Stream:
+    "A streamed request's channel: the model thread `put`s its events, the route awaits them; `close` ends its rows."
+    def __init__(self, loop: asyncio.AbstractEventLoop):  # the request's event loop
+        self.loop, self.q, self.closed = loop, asyncio.Queue(), False
+
+    def put(self, event):
+        "Hand `event` to the route (from any thread; ignored once the loop is gone)."
+        with contextlib.suppress(RuntimeError): self.loop.call_soon_threadsafe(self.q.put_nowait, event)
+
+    def close(self):
+        "The client has gone: the model thread ends this request's rows at their next token."
+        self.closed = True
 
 # %% ../nbs/08_serve.ipynb #09a57f9e
 def collect(q: queue.Queue, first: Job, max_batch: int, max_wait: float) -> tuple[list[Job], Any]:
@@ -296,19 +312,23 @@ class Generated:
     finish: str = 'length'                                           # 'stop' at the end token, else 'length'
 
 # %% ../nbs/08_serve.ipynb #cd1eb504
-def lm_generate(lm: LM, rows, max_new: Sequence[int], top: int = 0) -> list[Generated]:
-    "Greedy continuation of every encoded row, row `i` up to `max_new[i]` tokens."
-    out, stop = [Generated() for _ in rows], {lm.tok.eos_token_id} - {None}
+def lm_generate(lm: LM, rows, max_new: Sequence[int], top: int = 0,
+                emit: Sequence[Callable | None] | None = None,  # row i's `emit(token, logprob, tops) -> go on?`
+               ) -> list[Generated]:
+    "Greedy continuation of every encoded row, row `i` up to `max_new[i]` tokens (or until `emit[i]` says stop)."
+    out, stop, emit = [Generated() for _ in rows], {lm.tok.eos_token_id} - {None}, emit or [None] * len(rows)
     for pre, idx, sufs in share_prefix(rows, lm.pad):
         keep = [(i, s) for i, s in zip(idx, sufs) if max_new[i] > 0]
         for a in range(0, len(keep), lm.batch):
-            part = keep[a:a + lm.batch]
-            def choose(b, toks, logp, part=part):
-                g = out[part[b][0]]
-                if len(toks) >= max_new[part[b][0]]: return None
+            part, ended = keep[a:a + lm.batch], set()
+            def choose(b, toks, logp, part=part, ended=ended):
+                i = part[b][0]; g = out[i]
+                if len(toks) >= max_new[i] or i in ended: return None
                 if (t := int(logp.argmax())) in stop: g.finish = 'stop'; return None
                 g.logprobs.append(float(logp[t]))
                 if top: v, k = logp.topk(top); g.tops.append(dict(zip(k.tolist(), v.tolist())))
+                if emit[i] and not emit[i](t, g.logprobs[-1], g.tops[-1] if top else {}):
+                    g.finish = 'stop'; ended.add(i)
                 return t
             with torch.no_grad():
                 toks = greedy_decode(lm.model, lm.kv(pre), [s for _, s in part], choose,
@@ -378,6 +398,9 @@ class CompletionJob:
     max_tokens: int = 16                        # the most new tokens
     echo: bool = False                          # also score the prompt itself
     top: int = 0                                # alternatives per token in the log-probs
+    stop: str | list[str] | None = None         # stop strings (a streamed row ends at one)
+    stream: Stream | None = None                # where a streamed request's tokens go as they come
+    render: Callable[[str], str] = str          # how a guided answer is written (a JSON schema's: as JSON)
 
 # %% ../nbs/08_serve.ipynb #1ec4f4c5
 @dataclasses.dataclass
@@ -402,6 +425,29 @@ def render_chat(lm: LM, messages: list[dict]) -> str:
             raise ValueError(f'the chat template cannot render these messages: {type(e).__name__}: {e}') from None
     return ''.join(f"{m['role']}: {m['content']}\n\n" for m in messages) + 'assistant:'
 
+# %% ../nbs/08_serve.ipynb #894b126d
+def unsure_tail(text: str, stops: Sequence[str]) -> int:
+    "How many characters at the end of `text` a stream holds back: a partial character, or the start of a stop string."
+    part = len(text) - len(text.rstrip('\ufffd'))
+    return max([part, *(k for s in stops for k in range(1, min(len(s), len(text) + 1)) if text.endswith(s[:k]))])
+
+# %% ../nbs/08_serve.ipynb #eadad137
+def stream_emitter(lm: LM, stream: Stream, index: int,  # the row's prompt within its request
+                   stop: str | Sequence[str] | None = None,  # the request's stop strings
+                  ) -> Callable[[int, float, dict], bool]:
+    "`lm_generate`'s `emit` for a streamed row: send the text that is sure; stop at a stop string or once the client left."
+    ids, sent, stops = [], [0], [s for s in ([stop] if isinstance(stop, str) else stop or []) if s]
+    def emit(t: int, logprob: float, tops: dict) -> bool:
+        if stream.closed: return False
+        ids.append(t); text = lm.tok.decode(ids, skip_special_tokens=True)
+        at = min([i for s in stops if (i := text.find(s)) >= 0], default=None)
+        end = at if at is not None else len(text) - unsure_tail(text, stops)
+        stream.put((index, text[sent[0]:end], (lm.tok.decode([t]), logprob,
+                                               {lm.tok.decode([k]): v for k, v in tops.items()})))
+        sent[0] = max(sent[0], end)
+        return at is None
+    return emit
+
 # %% ../nbs/08_serve.ipynb #0aea0fe7
 def run_complete(eng: Engine, jobs: list[CompletionJob]) -> list:
     "The answers of each request (or its error): guided ones by `lm_choose`, free ones by `lm_generate` (and `lm_echo`)."
@@ -422,14 +468,22 @@ def run_complete(eng: Engine, jobs: list[CompletionJob]) -> list:
 def _texts(lm: LM, ids: Sequence[int]) -> list[str]: return [lm.tok.decode([t]) for t in ids]
 def _tops(lm: LM, tops: Sequence[dict]) -> list[dict[str, float]]:
     return [{lm.tok.decode([t]): v for t, v in d.items()} for d in tops]
+def _emitters(lm: LM, jobs: list[CompletionJob], owner: list[tuple[int, str]]) -> list:
+    "Each row's `stream_emitter` (None for a request not streamed)."
+    seen = collections.Counter()
+    def one(j):
+        seen[j] += 1
+        return stream_emitter(lm, jobs[j].stream, seen[j] - 1, jobs[j].stop) if jobs[j].stream else None
+    return [one(j) for j, _ in owner]
 def _answers(lm: LM, jobs: list[CompletionJob], rows: list, owner: list[tuple[int, str]]) -> list[Answer]:
     "The `Answer` of every encoded row (`owner`: its request and prompt)."
     if not rows: return []
     sizes, skills, top = [len(ids) for ids in rows], jobs[owner[0][0]].skills, max(j.top for j in jobs)
     if skills:
         n = {s: len(q) - 1 for s, q in zip(skills, lm.trie(skills).seqs)}
-        return [Answer(p, k, c.skill, n[c.skill]) for (j, p), k, c in zip(owner, sizes, lm_choose(lm, rows, skills))]
-    gens = lm_generate(lm, rows, [jobs[j].max_tokens for j, _ in owner], top)
+        return [Answer(p, k, jobs[j].render(c.skill), n[c.skill])
+                for (j, p), k, c in zip(owner, sizes, lm_choose(lm, rows, skills))]
+    gens = lm_generate(lm, rows, [jobs[j].max_tokens for j, _ in owner], top, _emitters(lm, jobs, owner))
     e = [k for k, (j, _) in enumerate(owner) if jobs[j].echo]
     echoes = {k: (_texts(lm, i), o, l, _tops(lm, t))
               for k, (i, o, l, t) in zip(e, lm_echo(lm, [owner[k][1] for k in e], top))}
@@ -488,22 +542,44 @@ def finite(x: float) -> float | None:
     "`x`, or None when it is not finite (JSON has no infinity)."
     return x if math.isfinite(x) else None
 
+# %% ../nbs/08_serve.ipynb #29372b4f
+class StreamOptions(BaseModel):
+    "OpenAI's `stream_options`."
+    model_config = ConfigDict(extra='allow')
+    include_usage: bool = Field(False, description="end the stream with a chunk of the request's usage")
+
+# %% ../nbs/08_serve.ipynb #8ff8ed9c
+class StructuredOutputs(BaseModel):
+    "vLLM's `structured_outputs` (vLLM >= 0.12): of its restrictions, this server takes `choice`."
+    model_config = ConfigDict(extra='allow')
+    choice: Annotated[list[SkillName], Field(max_length=64)] | None = None
+
+# %% ../nbs/08_serve.ipynb #4eda4df6
+class ResponseFormat(BaseModel):
+    "OpenAI's `response_format`: `text`, or a `json_schema` whose value is one of a list of strings."
+    model_config = ConfigDict(extra='allow')
+    type: str = Field(max_length=64)
+    json_schema: dict[str, Any] | None = None
+
 # %% ../nbs/08_serve.ipynb #f2539c6d
 class CompletionRequest(BaseModel):
-    "An OpenAI text-completions request (greedy decoding; `temperature` and unused OpenAI fields are accepted)."
-    model_config = ConfigDict(extra='ignore')
+    "An OpenAI text-completions request (greedy decoding); options this server cannot honour are refused by name."
+    model_config = ConfigDict(extra='allow')
     model: str | None = Field(None, max_length=256)
     prompt: Text | Annotated[list[Text], Field(min_length=1, max_length=MAX_ROWS)]
-    max_tokens: int = Field(16, ge=0, le=4096, description='new tokens at most (ignored with `guided_choice`)')
+    max_tokens: int = Field(16, ge=0, le=4096, description='new tokens at most (ignored with a choice restriction)')
     temperature: float | None = Field(None, ge=0, le=2, description='accepted; decoding is always greedy')
     echo: bool = Field(False, description='put the prompt (and, with `logprobs`, its scores) before the answer')
     logprobs: int | None = Field(None, ge=0, le=5,
                                  description='log-probabilities of the tokens, with this many alternatives')
     stop: Text | Annotated[list[Text], Field(max_length=4)] | None = None
-    n: int = Field(1, ge=1, le=1)
-    stream: bool = Field(False, description='not supported: must be false')
-    guided_choice: Annotated[list[SkillName], Field(min_length=1, max_length=64)] | None = Field(
+    n: int = Field(1, ge=1, le=16, description='answers per prompt (alike: decoding is greedy)')
+    stream: bool = Field(False, description='send the answer as server-sent events, token by token')
+    stream_options: StreamOptions | None = None
+    guided_choice: Annotated[list[SkillName], Field(max_length=64)] | None = Field(
         None, description="answer with one of these (vLLM's extension)")
+    structured_outputs: StructuredOutputs | None = None
+    response_format: ResponseFormat | None = None
 
 # %% ../nbs/08_serve.ipynb #fac3c756
 class ContentPart(BaseModel):
@@ -524,8 +600,8 @@ class Message(BaseModel):
 
 # %% ../nbs/08_serve.ipynb #1ec628a9
 class ChatRequest(BaseModel):
-    "An OpenAI chat-completions request (greedy decoding; `temperature` and unused OpenAI fields are accepted)."
-    model_config = ConfigDict(extra='ignore')
+    "An OpenAI chat-completions request (greedy decoding); options this server cannot honour are refused by name."
+    model_config = ConfigDict(extra='allow')
     model: str | None = Field(None, max_length=256)
     messages: list[Message] = Field(min_length=1, max_length=64)
     max_tokens: int | None = Field(None, ge=0, le=4096)
@@ -534,9 +610,12 @@ class ChatRequest(BaseModel):
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=5)
     stop: Text | Annotated[list[Text], Field(max_length=4)] | None = None
-    n: int = Field(1, ge=1, le=1)
+    n: int = Field(1, ge=1, le=16)
     stream: bool = False
-    guided_choice: Annotated[list[SkillName], Field(min_length=1, max_length=64)] | None = None
+    stream_options: StreamOptions | None = None
+    guided_choice: Annotated[list[SkillName], Field(max_length=64)] | None = None
+    structured_outputs: StructuredOutputs | None = None
+    response_format: ResponseFormat | None = None
 
 # %% ../nbs/08_serve.ipynb #8b70ae1b
 class Usage(BaseModel):
@@ -653,6 +732,8 @@ class Metrics:
         self.invalid = Counter('flexrl_invalid_outputs', 'choices where the model named no skill (fallback used)',
                                registry=r)
         self.model_errors = Counter('flexrl_model_errors', 'requests failed by the model', registry=r)
+        self.cancelled = Counter('flexrl_cancelled_streams', 'streamed requests whose client left before the end',
+                                 registry=r)
         self.queue, self.ready = (Gauge('flexrl_queue_rows', 'rows waiting', registry=r),
                                   Gauge('flexrl_ready', '1 when the model is loaded', registry=r))
 
@@ -858,20 +939,67 @@ async def _select(body: SelectRequest, request: Request) -> SelectResponse:
     ds = [Decision(d.obs, d.instruction, d.feedback, tuple(d.history), tuple(d.progress)) for d in body.decisions]
     cs = await st.run('select', skills, (ds, skills), len(ds))
     st.metrics.invalid.inc(sum(not c.valid for c in cs))
-    return SelectResponse(model=st.settings.model_name, choices=[
+    out = SelectResponse(model=st.settings.model_name, choices=[
         ChoiceOut(index=i, skill=c.skill, scores={k: finite(v) for k, v in c.scores.items()}, output=c.output,
                   valid=c.valid) for i, c in enumerate(cs)])
+    return Response(out.model_dump_json(), media_type='application/json')  # built valid: no second validation
+
+# %% ../nbs/08_serve.ipynb #99494d23
+def schema_choices(js: Mapping | None,  # `response_format.json_schema`: `{'name', 'schema', ...}`
+                  ) -> tuple[list[str], str | None] | None:
+    "The strings a `json_schema` allows and the property holding them (None: the bare string); None for another schema."
+    def enum(x):
+        ok = isinstance(x, Mapping) and isinstance(x.get('enum'), list) and x.get('type', 'string') == 'string'
+        return x['enum'] if ok and all(isinstance(v, str) for v in x['enum']) else None
+    s = (js or {}).get('schema')
+    if (e := enum(s)) is not None: return e, None
+    props = s.get('properties') if isinstance(s, Mapping) and s.get('type', 'object') == 'object' else None
+    if isinstance(props, Mapping) and len(props) == 1 and (e := enum(next(iter(props.values())))) is not None:
+        return e, next(iter(props))
+    return None
+
+# %% ../nbs/08_serve.ipynb #0bdc3233
+IGNORED = ('top_p', 'top_k', 'min_p', 'seed', 'user', 'metadata', 'store', 'service_tier',
+           'parallel_tool_calls')  # sampling and bookkeeping options a greedy answer does not depend on
+NEUTRAL = {'presence_penalty': 0, 'frequency_penalty': 0, 'repetition_penalty': 1, 'best_of': 1, 'suffix': '',
+           'logit_bias': {}, 'tools': [], 'functions': [], 'tool_choice': 'none'}  # taken at these values only
+
+def unsupported(body: CompletionRequest | ChatRequest) -> list[str]:
+    "The options of a request this server cannot honour, by name (a nested one dotted)."
+    out = [k for k, v in (body.model_extra or {}).items()
+           if k not in IGNORED and not (k in NEUTRAL and v in (None, NEUTRAL[k]))]
+    for name in ('stream_options', 'structured_outputs', 'response_format'):
+        if (part := getattr(body, name)) is not None: out += [f'{name}.{k}' for k in part.model_extra or {}]
+    rf = body.response_format
+    if rf is not None and rf.type != 'text' and (rf.type != 'json_schema' or schema_choices(rf.json_schema) is None):
+        out.append(f'response_format (type {rf.type!r}: only text, or a json_schema of one string of a list)')
+    if getattr(body, 'echo', False) and body.stream: out.append('echo (with stream)')
+    return out
+
+# %% ../nbs/08_serve.ipynb #f03e31f4
+def restriction(body: CompletionRequest | ChatRequest) -> tuple[tuple[str, ...] | None, Callable[[str], str]]:
+    "The choices a request restricts its answer to (None: free text), and how the answer is written."
+    so, rf, names, render = body.structured_outputs, body.response_format, body.guided_choice, str
+    if names is None and so is not None: names = so.choice
+    if names is None and rf is not None and rf.type == 'json_schema' and (sc := schema_choices(rf.json_schema)):
+        names, key = sc
+        render = json.dumps if key is None else (lambda s: json.dumps({key: s}))
+    if names is not None and not names: raise ServeError(400, 'the list of choices is empty: give one at least')
+    return (None if names is None else _skills(names)), render
 
 # %% ../nbs/08_serve.ipynb #b0e00f56
 def completion_job(st: Server, body: CompletionRequest | ChatRequest, rows: int, max_tokens: int, top: int,
                    **kw) -> CompletionJob:
-    "The checked `CompletionJob` of a completions or chat request."
+    "The checked `CompletionJob` of a completions or chat request (400 for any option it cannot honour)."
     st.check(body.model, rows)
-    if body.stream: raise ServeError(400, 'streaming is not supported: send stream=false')
+    if bad := unsupported(body):
+        raise ServeError(400, f"unsupported option{'s' * (len(bad) > 1)}: {', '.join(bad)} (this server decodes "
+                              'greedily, and restricts an answer to choices by guided_choice, '
+                              'structured_outputs.choice or a json_schema enum)')
     if max_tokens > st.settings.max_tokens:
         raise ServeError(400, f'max_tokens={max_tokens}: this server gives at most {st.settings.max_tokens}')
-    skills = _skills(body.guided_choice) if body.guided_choice else None
-    return CompletionJob(skills=skills, max_tokens=max_tokens, top=top, **kw)
+    skills, render = restriction(body)
+    return CompletionJob(skills=skills, render=render, max_tokens=max_tokens, top=top, stop=body.stop, **kw)
 
 # %% ../nbs/08_serve.ipynb #06ce9175
 def _lp(x: float) -> float: return max(x, -9999.0) if x == x else -9999.0
@@ -904,34 +1032,123 @@ def completion_choice(i: int, a: Answer, echo: bool, top: int | None) -> Complet
     return CompletionChoice(index=i, text=(a.prompt if echo else '') + a.text, logprobs=lp, finish_reason=a.finish)
 
 # %% ../nbs/08_serve.ipynb #13e5ca7f
-def _usage(answers: Sequence[Answer]) -> Usage:
-    p, c = sum(a.prompt_tokens for a in answers), sum(a.completion_tokens for a in answers)
+def _usage(answers: Sequence[Answer], n: int = 1) -> Usage:
+    "The tokens of a request's answers, each given `n` times."
+    p, c = sum(a.prompt_tokens for a in answers), n * sum(a.completion_tokens for a in answers)
     return Usage(prompt_tokens=p, completion_tokens=c, total_tokens=p + c)
 
+# %% ../nbs/08_serve.ipynb #3811a551
+@dataclasses.dataclass
+class Chunks:
+    "A streamed answer's server-sent events: OpenAI's completion chunks, or chat's (`chat`)."
+    id: str; model: str; chat: bool = False  # the answer's id, the model name, chat or text completion
+    logprobs: bool = False                   # send each token's log-probability
+    usage: bool = False                      # `stream_options.include_usage`: a `usage` field, and a last chunk of it
+    created: int = dataclasses.field(default_factory=lambda: int(time.time()))
+
+    def event(self, choices: list, usage: Usage | None = None) -> bytes:
+        "One `data:` event of `choices`."
+        obj = {'id': self.id, 'object': 'chat.completion.chunk' if self.chat else 'text_completion',
+               'created': self.created, 'model': self.model, 'choices': choices}
+        if self.usage: obj['usage'] = usage and usage.model_dump()
+        return b'data: ' + json.dumps(obj).encode() + b'\n\n'
+
+# %% ../nbs/08_serve.ipynb #39057134
+@patch
+def choice(self: Chunks, index: int, text: str, toks: Sequence[tuple], finish: str | None, offset: int = 0) -> dict:
+    "One choice of a chunk: new `text`, its tokens `(text, logprob, alternatives)`; `offset`: where the tokens begin."
+    if self.chat:
+        lp = {'content': [{'token': t, 'logprob': _lp(l), 'top_logprobs': [{'token': k, 'logprob': _lp(v)}
+                                                                             for k, v in tp.items()]}
+                          for t, l, tp in toks]}
+        return {'index': index, 'delta': {'role': 'assistant', 'content': text},
+                'logprobs': lp if self.logprobs else None, 'finish_reason': finish}
+    offs = [offset + sum(len(t) for t, _, _ in toks[:k]) for k in range(len(toks))]
+    lp = {'tokens': [t for t, _, _ in toks], 'token_logprobs': [_lp(l) for _, l, _ in toks], 'text_offset': offs,
+          'top_logprobs': [{k: _lp(v) for k, v in tp.items()} for _, _, tp in toks]}
+    return {'index': index, 'text': text, 'logprobs': lp if self.logprobs else None, 'finish_reason': finish}
+
+# %% ../nbs/08_serve.ipynb #d4d904dd
+class EventStream(StreamingResponse):
+    "Server-sent events; `on_close` runs however the response ends (to its end, or the client gone)."
+    media_type = 'text/event-stream'
+    def __init__(self, content, on_close: Callable[[], None]):
+        super().__init__(content, headers={'Cache-Control': 'no-cache', 'X-Accel-Buffering': 'no'})
+        self.on_close = on_close
+
+    async def __call__(self, scope, receive, send):
+        try: await super().__call__(scope, receive, send)
+        finally: self.on_close()
+
+# %% ../nbs/08_serve.ipynb #a69d008a
+_END = object()  # what a stream gets once its job is done
+
+async def _events(s: Stream, task: asyncio.Task, ev, n: int, ch: Chunks, stop):
+    "The events of a stream whose first event is `ev`."
+    sent, pos = collections.defaultdict(str), collections.Counter()
+    while ev is not _END:
+        i, text, tok = ev; sent[i] += text
+        yield ch.event([ch.choice(i * n + k, text, [tok], None, pos[i]) for k in range(n)])
+        pos[i] += len(tok[0]); ev = await s.q.get()
+    try: answers = task.result()
+    except Exception as e:
+        err = as_serve_error(e)
+        e = {'error': {'message': err.message, 'type': err.type, 'code': err.status}}
+        yield b'data: ' + json.dumps(e).encode() + b'\n\n'
+        yield b'data: [DONE]\n\n'; return
+    for i, a in enumerate(cut(a, stop) for a in answers):
+        rest = a.text[len(sent[i]):] if a.text.startswith(sent[i]) else ''
+        yield ch.event([ch.choice(i * n + k, rest, [], a.finish, pos[i]) for k in range(n)])
+    if ch.usage: yield ch.event([], _usage(answers, n))
+    yield b'data: [DONE]\n\n'
+
+# %% ../nbs/08_serve.ipynb #94a1d05f
+async def stream_answer(st: Server, job: CompletionJob, rows: int, n: int, chunks: Chunks) -> EventStream:
+    "A streamed request's answer: its tokens as they come, each choice's end, the usage, `[DONE]`."
+    loop = asyncio.get_running_loop(); s = job.stream = Stream(loop)
+    task = loop.create_task(st.run('complete', ('guided', job.skills) if job.skills else ('free',), job, rows))
+    task.add_done_callback(lambda t: s.q.put_nowait(_END))
+    first = await s.q.get()
+    if first is _END and task.exception(): raise task.exception()   # failed before its first token: an error answer
+    def on_close():
+        if not task.done(): s.close(); task.cancel(); st.metrics.cancelled.inc()
+    return EventStream(_events(s, task, first, n, chunks, job.stop), on_close)
+
 # %% ../nbs/08_serve.ipynb #8fc5597b
+STREAMED = {200: {'content': {'text/event-stream': {'schema': {'type': 'string'}}},
+                  'description': 'the answer (JSON), or with `stream` its server-sent events'}}
+
 @router.post('/v1/completions', operation_id='completions', response_model=CompletionResponse, dependencies=AUTH,
-             responses=POST_ERRORS, tags=['openai'])
+             responses={**STREAMED, **POST_ERRORS}, tags=['openai'])
 async def _completions(body: CompletionRequest, request: Request) -> CompletionResponse:
-    "OpenAI text completions (greedy): `guided_choice` answers with one of its strings; `echo` with `logprobs` scores the prompt."
-    st, prompts = request.app.state.serve, [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    "OpenAI text completions (greedy), streamed or not; an answer restricted to choices is one of them."
+    st, prompts, n = request.app.state.serve, [body.prompt] if isinstance(body.prompt, str) else body.prompt, body.n
     job = completion_job(st, body, len(prompts), body.max_tokens, body.logprobs or 0, prompts=prompts, echo=body.echo)
+    if body.stream:
+        return await stream_answer(st, job, len(prompts), n, Chunks(
+            f'cmpl-{uuid.uuid4().hex}', st.settings.model_name, False, body.logprobs is not None,
+            bool(body.stream_options and body.stream_options.include_usage)))
     answers = [cut(a, body.stop) for a in
                await st.run('complete', ('guided', job.skills) if job.skills else ('free',), job, len(prompts))]
     return CompletionResponse(id=f'cmpl-{uuid.uuid4().hex}', created=int(time.time()), model=st.settings.model_name,
-                              usage=_usage(answers),
-                              choices=[completion_choice(i, a, body.echo, body.logprobs)
-                                       for i, a in enumerate(answers)])
+                              usage=_usage(answers, n),
+                              choices=[completion_choice(i * n + k, a, body.echo, body.logprobs)
+                                       for i, a in enumerate(answers) for k in range(n)])
 
 # %% ../nbs/08_serve.ipynb #9c2018fc
 @router.post('/v1/chat/completions', operation_id='chat_completions', response_model=ChatResponse, dependencies=AUTH,
-             responses=POST_ERRORS, tags=['openai'])
+             responses={**STREAMED, **POST_ERRORS}, tags=['openai'])
 async def _chat_completions(body: ChatRequest, request: Request) -> ChatResponse:
-    "OpenAI chat completions (greedy), rendered with the model's chat template; `guided_choice` answers with one of its strings."
+    "OpenAI chat completions (greedy) with the model's chat template, streamed or not; a restricted answer is a choice."
     st = request.app.state.serve
-    n = (body.max_completion_tokens if body.max_completion_tokens is not None
+    m = (body.max_completion_tokens if body.max_completion_tokens is not None
          else (body.max_tokens if body.max_tokens is not None else 16))
     top = (body.top_logprobs or 0) if body.logprobs else 0
-    job = completion_job(st, body, 1, n, top, messages=[{'role': m.role, 'content': m.text()} for m in body.messages])
+    job = completion_job(st, body, 1, m, top, messages=[{'role': x.role, 'content': x.text()} for x in body.messages])
+    if body.stream:
+        return await stream_answer(st, job, 1, body.n, Chunks(
+            f'chatcmpl-{uuid.uuid4().hex}', st.settings.model_name, True, body.logprobs,
+            bool(body.stream_options and body.stream_options.include_usage)))
     a = cut((await st.run('complete', ('guided', job.skills) if job.skills else ('free',), job, 1))[0], body.stop)
     lp = ChatLogprobs(content=[TokenLogprob(token=t, logprob=_lp(l),
                                             top_logprobs=[TopLogprob(token=k, logprob=_lp(v))
@@ -939,9 +1156,9 @@ async def _chat_completions(body: ChatRequest, request: Request) -> ChatResponse
                                for t, l, tp in zip(a.tokens, a.logprobs, a.tops or [None] * len(a.tokens))]
                       ) if body.logprobs else None
     return ChatResponse(id=f'chatcmpl-{uuid.uuid4().hex}', created=int(time.time()), model=st.settings.model_name,
-                        usage=_usage([a]),
-                        choices=[ChatChoice(index=0, message=ChatMessageOut(content=a.text), logprobs=lp,
-                                            finish_reason=a.finish)])
+                        usage=_usage([a], body.n),
+                        choices=[ChatChoice(index=k, message=ChatMessageOut(content=a.text), logprobs=lp,
+                                            finish_reason=a.finish) for k in range(body.n)])
 
 # %% ../nbs/08_serve.ipynb #36e23a35
 def tiny_selector(seed: int = 0, hidden: int = 64, mode: str = 'score') -> HFSelector:
@@ -1011,6 +1228,7 @@ def serve_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument('--max-batch', type=int, default=d.max_batch, help='rows per forward pass (1: no micro-batching)')
     p.add_argument('--max-wait-ms', type=float, default=d.max_wait_ms, help='how long a round waits for more requests')
     p.add_argument('--max-rows', type=int, default=d.max_rows, help='decisions or prompts per request')
+    p.add_argument('--max-queue', type=int, default=d.max_queue, help='rows waiting at most (more: 503, Retry-After)')
     p.add_argument('--threads', type=int, default=None, help='torch threads of the model')
     p.add_argument('--tp', type=int, default=1,
                    help='split the model over this many processes (one GPU each): flexrl serve starts them')
@@ -1021,7 +1239,7 @@ def serve_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
 def settings_of(a: argparse.Namespace) -> ServeSettings:
     "The `ServeSettings` of parsed `serve_parser` options (the token still unresolved)."
     return ServeSettings(model_name=a.model_name, max_batch=a.max_batch, max_wait_ms=a.max_wait_ms, max_rows=a.max_rows,
-                         threads=a.threads)
+                         max_queue=a.max_queue, threads=a.threads)
 
 # %% ../nbs/08_serve.ipynb #8bc4cb5c
 def main(argv: Sequence[str] | None = None) -> int:

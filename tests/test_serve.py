@@ -50,10 +50,10 @@ def test_remote_selector_matches_local(server):
     model, tok = tiny_lm(seed=0)
     local, ds = HFSelector(model, tok), decisions()
     want = local.select(ds)
-    got = RemoteSelector(server, tokenizer=tok, api_key=TOKEN).select(ds)
+    got = RemoteSelector(server, tokenizer=tok, api_key=TOKEN, timeout=180).select(ds)
     assert [c.skill for c in got] == [c.skill for c in want] and all(c.valid for c in got)
     # score mode: the echoed log-likelihood of each skill's text (the local likelihoods without the end token)
-    scored = RemoteSelector(server, tokenizer=tok, api_key=TOKEN, mode='score').select(ds)
+    scored = RemoteSelector(server, tokenizer=tok, api_key=TOKEN, mode='score', timeout=180).select(ds)
     no_end = SkillTrie([s[:-1] for s in SkillTrie.from_skills(tok, SKILLS).seqs])
     with torch.no_grad():
         ref = trie_logprobs(model, prefix_kv(model, local.prefix_ids(SKILLS)), [local.suffix_ids(d, SKILLS) for d in ds], no_end)
@@ -91,9 +91,10 @@ def test_bad_input_is_a_4xx(server):
         (post(json={'decisions': [{'obs': 'Agent: (1, 2) ' * 580, 'instruction': 'go'}]}), 400),
         (post(json={'decisions': [{'obs': 'x', 'instruction': 'y'}], 'skills': ['a\nb']}), 400),
         (post('/v1/completions', json={'prompt': 'x', 'max_tokens': 10_000}), 422),
-        (post('/v1/completions', json={'prompt': 'x', 'guided_choice': []}), 422),
+        (post('/v1/completions', json={'prompt': 'x', 'guided_choice': []}), 400),
         (post('/v1/chat/completions', json={'messages': []}), 422),
-        (post('/v1/chat/completions', json={'messages': [{'role': 'assistant', 'content': 'x'}], 'stream': True}), 400),
+        (post('/v1/chat/completions', json={'messages': [{'role': 'assistant', 'content': 'x'}], 'tools': [{'type': 'function'}]}), 400),
+        (post('/v1/completions', json={'prompt': 'x', 'guided_json': {}, 'best_of': 2}), 400),
     ]
     for i, (r, status) in enumerate(cases):
         assert r.status_code == status, (i, r.status_code, r.text[:300])
