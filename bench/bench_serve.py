@@ -37,6 +37,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_ready(proc, port: int, tries: int = 3000):
+    "(process, url, port) once the server on `port` answers `/ready`; an error if it exits or never gets ready."
+    url = f'http://127.0.0.1:{port}'
+    for _ in range(tries):
+        if proc.poll() is not None: raise RuntimeError(f'the server exited with {proc.returncode}')
+        try:
+            if httpx.get(f'{url}/ready', timeout=2).status_code == 200: return proc, url, port
+        except httpx.TransportError: pass
+        time.sleep(0.2)
+    proc.kill(); raise TimeoutError('the server did not get ready')
+
+
 def start(a, max_batch: int, profile: Path | None = None):
     "A `flexrl serve` process (the `--selector`) on a free loopback port, once ready: (process, url, port)."
     port = free_port()
@@ -57,14 +69,7 @@ def start(a, max_batch: int, profile: Path | None = None):
                'pr = cProfile.Profile(); pr.enable()\n'
                f'try:\n    {code}\nfinally:\n    pr.disable(); pr.dump_stats({str(profile)!r})\n']
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
-    url = f'http://127.0.0.1:{port}'
-    for _ in range(3000):
-        if proc.poll() is not None: raise RuntimeError(f'the server exited with {proc.returncode}')
-        try:
-            if httpx.get(f'{url}/ready', timeout=2).status_code == 200: return proc, url, port
-        except httpx.TransportError: pass
-        time.sleep(0.2)
-    proc.kill(); raise TimeoutError('the server did not get ready')
+    return wait_ready(proc, port)
 
 
 def thread_cpu(pid: int) -> dict[int, float]:

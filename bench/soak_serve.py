@@ -20,16 +20,12 @@ import argparse, asyncio, collections, json, os, platform, random, signal, socke
 from pathlib import Path
 import numpy as np
 import httpx
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_serve import free_port, wait_ready, stop   # one way to start and stop a server for both benches
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = 'soak-token'
 MIX = (('select', 0.4), ('complete', 0.2), ('chat', 0.2), ('stream', 0.2))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def start(a):
@@ -40,20 +36,7 @@ def start(a):
     env = {**os.environ, 'FLEXRL_API_TOKEN': TOKEN, 'HF_HUB_OFFLINE': '1',
            **({'OMP_NUM_THREADS': str(a.threads)} if a.threads else {})}
     proc = subprocess.Popen([sys.executable, '-c', f'from flexrl.serve import main; main({args!r})'], env=env, cwd=ROOT)
-    url = f'http://127.0.0.1:{port}'
-    for _ in range(3000):
-        if proc.poll() is not None: raise RuntimeError(f'the server exited with {proc.returncode}')
-        try:
-            if httpx.get(f'{url}/ready', timeout=2).status_code == 200: return proc, url, port
-        except httpx.TransportError: pass
-        time.sleep(0.2)
-    proc.kill(); raise TimeoutError('the server did not get ready')
-
-
-def stop(proc):
-    proc.send_signal(signal.SIGTERM)
-    try: proc.wait(60)
-    except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+    return wait_ready(proc, port)
 
 
 def rss_fds(pid: int) -> tuple[float, int]:
