@@ -10,49 +10,81 @@ import numpy as np
 from .steering import ATOMS, COMPLETES, DIRECTIONS, PLACES, INTENT_KINDS, Intent
 
 # %% auto #0
-__all__ = ['SYNONYMS', 'TEMPLATES', 'SPLITS', 'STOPWORDS', 'split_words', 'Grammar', 'grammar', 'clause', 'typo', 'sentence',
-           'draw_atom', 'draw_intent', 'sample_instruction', 'new_words']
+__all__ = ['SYNONYMS', 'TEMPLATES', 'SPLITS', 'STOPWORDS', 'split_words', 'Grammar', 'grammar', 'language_id', 'clause', 'typo',
+           'sentence', 'draw_atom', 'draw_intent', 'sample_instruction', 'new_words']
 
 # %% ../nbs/05d_language.ipynb #96a30a31
 SYNONYMS: dict[str, str] = {
-    'go': 'go, head, walk, travel, proceed, run, drive, roll, make your way | hurry, dash',
-    'goal': 'goal, target, flag, finish line, marked spot | destination, end zone',
-    'ball': 'ball, orb, globe | sphere',
-    'touch': 'touch, hit, tag, bump into, poke, nudge, make contact with | tap, kick',
-    'chase': 'chase, catch, go after, hunt down | pursue',
-    'avoid': 'avoid, evade, elude, steer clear of, keep clear of | dodge',
-    'away': 'keep away from, stay away from, get away from, move away from, stay far from | keep your distance from',
-    'flee': 'run from, run away from, escape from, back off from | flee from, retreat from',
-    'stay': 'stay, stop, halt, wait, hold still, stand still, remain, pause, rest, stay put | freeze, sit tight',
-    'move': 'move, go, head, keep going, travel, shift, steer | drift, slide',
-    'dir_up': 'up, upward, toward the top, to the top edge | north', 'dir_down': 'down, downward, toward the bottom, '
-    'to the bottom edge | south', 'dir_left': 'left, leftward, to the left, to the left side | west, to the west side',
-    'dir_right': 'right, rightward, to the right, to the right side | east, to the east side',
-    'place_top_left': 'top left corner, upper left corner, top-left corner | north-west corner',
-    'place_top_right': 'top right corner, upper right corner, top-right corner | north-east corner',
-    'place_bottom_left': 'bottom left corner, lower left corner, bottom-left corner | south-west corner',
-    'place_bottom_right': 'bottom right corner, lower right corner, bottom-right corner | south-east corner',
-    'place_center': 'center, middle, middle of the arena, center of the arena | centre, central spot',
+    'go': 'go, head, walk, travel, proceed, run, drive, roll, make your way, jog, cruise, zoom | hurry, dash',
+    'goal': 'goal, target, flag, finish line, marked spot, goal area, checkpoint | destination, end zone',
+    'ball': 'ball, orb, globe, round object, bouncy ball | sphere',
+    'touch': 'touch, hit, tag, bump into, poke, nudge, make contact with, bump, run into, brush against | tap, kick',
+    'chase': 'chase, catch, go after, hunt down, follow, run after, track down | pursue',
+    'avoid': 'avoid, evade, elude, steer clear of, keep clear of, stay clear of, shun, give a wide berth to | dodge',
+    'away': 'keep away from, stay away from, get away from, move away from, stay far from, keep well away from, get '
+            'far away from, keep back from | keep your distance from',
+    'flee': 'run from, run away from, escape from, back off from, bolt from, scurry away from | flee from, retreat '
+            'from',
+    'stay': 'stay, stop, halt, wait, hold still, stand still, remain, pause, rest, stay put, keep still, idle, '
+            'linger | freeze, sit tight',
+    'move': 'move, go, head, keep going, travel, shift, steer, walk, roll, push on | drift, slide',
+    'dir_up': 'up, upward, toward the top, to the top edge, upwards, to the upper side | north',
+    'dir_down': 'down, downward, toward the bottom, to the bottom edge, downwards, to the lower side | south',
+    'dir_left': 'left, leftward, to the left, to the left side, leftwards, over to the left | west, to the west side',
+    'dir_right': 'right, rightward, to the right, to the right side, rightwards, over to the right | east, to the '
+                 'east side',
+    'place_top_left': 'top left corner, upper left corner, top-left corner, top left, corner at the top left | '
+                      'north-west corner',
+    'place_top_right': 'top right corner, upper right corner, top-right corner, top right, corner at the top right '
+                       '| north-east corner',
+    'place_bottom_left': 'bottom left corner, lower left corner, bottom-left corner, bottom left, corner at the '
+                         'bottom left | south-west corner',
+    'place_bottom_right': 'bottom right corner, lower right corner, bottom-right corner, bottom right, corner at '
+                          'the bottom right | south-east corner',
+    'place_center': 'center, middle, middle of the arena, center of the arena, midpoint, very middle, heart of the '
+                    'arena | centre, central spot',
 }  # slot -> 'training synonyms | held-out synonyms'
 
 # %% ../nbs/05d_language.ipynb #b0b7265d
 TEMPLATES: dict[str, str] = {
-    'goal': '{go} to the {goal}; reach the {goal}; {go} over to the {goal}; get to the {goal}; {go} straight for the {goal}; '
-            'find the {goal} | your next stop is the {goal}; the {goal} is where you should {go}',
-    'chase': '{touch} the {ball}; {chase} the {ball}; {go} over and {touch} the {ball}; get to the {ball}; '
-             '{go} for the {ball} | make sure you {touch} the {ball}; I want you to {touch} the {ball}',
-    'avoid': "{avoid} the {ball}; {away} the {ball}; {flee} the {ball}; don't {touch} the {ball}; never {touch} the {ball} "
-             "| don't let the {ball} get near you; keep the {ball} at a distance",
-    'stay': "{stay}; {stay} where you are; {stay} right there; {stay} in place; don't move | {stay} for now; no more moving",
-    'move': '{move} {dir}; {move} {dir} for a while; keep moving {dir}; make your way {dir} | I want you to {move} {dir}; '
-            'try to {move} {dir}',
-    'place': '{go} to the {where}; reach the {where}; {go} over to the {where}; get to the {where}; find the {where} '
-             '| park yourself in the {where}; your next stop is the {where}',
-    'goal+avoid': "{go} to the {goal} but {avoid} the {ball}; reach the {goal} without touching the {ball}; "
-                  "{go} to the {goal} and {away} the {ball} on the way; get to the {goal}, but don't {touch} the {ball} "
-                  "| make it to the {goal} and never {touch} the {ball}; {go} to the {goal} while you {avoid} the {ball}",
-    'sequence': '{A}, then {B}; first {A}, then {B}; {A} and then {B}; {A}. After that, {B} '
-                '| {A}, and once you are done, {B}; {A} before you {B}',
+    'goal': "{go} to the {goal}; reach the {goal}; {go} over to the {goal}; get to the {goal}; {go} straight for "
+            "the {goal}; find the {goal}; {go} toward the {goal}; aim for the {goal}; your task is to reach the "
+            "{goal}; I'd like you to {go} to the {goal}; end up at the {goal}; arrive at the {goal}; you should "
+            "{go} to the {goal}; time to {go} to the {goal}; navigate to the {goal} | your next stop is the {goal}; "
+            "the {goal} is where you should {go}",
+    'chase': "{touch} the {ball}; {chase} the {ball}; {go} over and {touch} the {ball}; get to the {ball}; {go} for "
+             "the {ball}; {go} and {touch} the {ball}; your task is to {touch} the {ball}; I'd like you to {touch} "
+             "the {ball}; reach the {ball}; {go} to the {ball}; you should {touch} the {ball}; time to {chase} the "
+             "{ball}; {go} after the {ball} and {touch} it | make sure you {touch} the {ball}; I want you to "
+             "{touch} the {ball}",
+    'avoid': "{avoid} the {ball}; {away} the {ball}; {flee} the {ball}; don't {touch} the {ball}; never {touch} the "
+             "{ball}; whatever you do, don't {touch} the {ball}; do not {touch} the {ball}; you must not {touch} "
+             "the {ball}; your task is to {avoid} the {ball}; I'd like you to {away} the {ball}; get out of the "
+             "{ball}'s way; the {ball} is dangerous, {avoid} it; don't {go} toward the {ball}; put space between "
+             "you and the {ball}; the {ball} is off limits | don't let the {ball} get near you; keep the {ball} at "
+             "a distance",
+    'stay': "{stay}; {stay} where you are; {stay} right there; {stay} in place; don't move; {stay} here; don't go "
+            "anywhere; do nothing; hold your position; you should {stay}; time to {stay}; {stay} and wait; remain "
+            "where you are | {stay} for now; no more moving",
+    'move': "{move} {dir}; {move} {dir} for a while; keep moving {dir}; make your way {dir}; {move} {dir} now; {go} "
+            "{dir}; keep heading {dir}; I'd like you to {move} {dir}; your task is to {move} {dir}; you should "
+            "{move} {dir}; take a few steps {dir}; {move} a bit {dir}; time to {move} {dir} | I want you to {move} "
+            "{dir}; try to {move} {dir}",
+    'place': "{go} to the {where}; reach the {where}; {go} over to the {where}; get to the {where}; find the "
+             "{where}; {go} into the {where}; {go} toward the {where}; aim for the {where}; your task is to reach "
+             "the {where}; I'd like you to {go} to the {where}; end up in the {where}; arrive at the {where}; you "
+             "should {go} to the {where}; time to {go} to the {where}; navigate to the {where} | park yourself in "
+             "the {where}; your next stop is the {where}",
+    'goal+avoid': "{go} to the {goal} but {avoid} the {ball}; reach the {goal} without touching the {ball}; {go} to "
+                  "the {goal} and {away} the {ball} on the way; get to the {goal}, but don't {touch} the {ball}; "
+                  "{avoid} the {ball} and {go} to the {goal}; reach the {goal} and don't {touch} the {ball}; your "
+                  "task is to reach the {goal} without touching the {ball}; I'd like you to reach the {goal} but "
+                  "{away} the {ball}; don't {touch} the {ball} on the way to the {goal}; {go} to the {goal}, "
+                  "{avoid} the {ball}; get to the {goal} with no contact with the {ball} | make it to the {goal} "
+                  "and never {touch} the {ball}; {go} to the {goal} while you {avoid} the {ball}",
+    'sequence': '{A}, then {B}; first {A}, then {B}; {A} and then {B}; {A}. After that, {B}; {A}, and after that '
+                '{B}; {A}. Next, {B}; {A} first, and then {B}; {A}. Then {B}; start with this: {A}. Then {B} | {A}, '
+                'and once you are done, {B}; {A} before you {B}',
 }  # intent kind -> 'training templates | held-out templates' ({A}, {B}: the two steps of a sequence)
 
 # %% ../nbs/05d_language.ipynb #e14c5d12
@@ -82,6 +114,11 @@ def grammar(split: str = 'train') -> Grammar:
     syn = {k: split_words(v)[split == 'heldout_synonyms'] or split_words(v)[0] for k, v in SYNONYMS.items()}
     req = tuple(s for v in SYNONYMS.values() for s in split_words(v)[1]) if split == 'heldout_synonyms' else ()
     return Grammar(tpl, syn, split, req)
+
+# %% ../nbs/05d_language.ipynb #879cfe16
+def language_id() -> str:
+    "A short, stable hash of `TEMPLATES` and `SYNONYMS`: which language a tuned adapter learned."
+    return params_hash({'templates': TEMPLATES, 'synonyms': SYNONYMS})
 
 # %% ../nbs/05d_language.ipynb #4bb2b309
 def clause(rng: np.random.Generator, g: Grammar, atom: str) -> str:

@@ -13,7 +13,7 @@ from .core import get_paths, get_logger, typed_params, params_hash
 from .text import format_observation, skill_feedback
 from .steering import (SKILLS, EVENTS, COMPLETES, INTENT_KINDS, Decision, Intent, Selector, ScriptedSelector,
                              RandomSelector, PromptTemplate, check_skills, oracle_scores, best_skill)
-from .language import SPLITS, Grammar, grammar, sample_instruction, draw_intent, sentence
+from .language import SPLITS, Grammar, grammar, language_id, sample_instruction, draw_intent, sentence
 from .lm import (HFSelector, SkillTrie, prefix_kv, trie_logprobs, tiny_lm, cpu_dtype, load_lm, load_adapter,
                        selector_asset)
 
@@ -268,10 +268,11 @@ def _out_dir(cfg) -> Path | None:
 
 # %% ../nbs/05b_tune.ipynb #5bbf0cf3
 def _train_key(cfg) -> str:
-    "What a checkpoint must match to be resumed: every setting that changes the training."
+    "What a checkpoint must match to be resumed: every setting that changes the training, and the language."
     keys = ('model', 'skills', 'grid', 'observation', 'train_history_len', 'step', 'min_margin', 'history_p', 'typo_p',
             'data_seed', 'init', 'steps', 'batch_size', 'lr', 'warmup', 'rank', 'alpha', 'targets', 'last_layers', 'dtype')
-    return params_hash({k: cfg[k] if hasattr(cfg, '__getitem__') else getattr(cfg, k) for k in keys})
+    return params_hash({'language': language_id(), **{k: cfg[k] if hasattr(cfg, '__getitem__') else getattr(cfg, k)
+                                                     for k in keys}})
 
 # %% ../nbs/05b_tune.ipynb #96fb83b6
 def _flat(prefix: str, acc: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
@@ -285,7 +286,7 @@ def _save_and_check(cfg, sel: HFSelector, out: Path, res: dict, sets, run_id: st
     from omegaconf import OmegaConf
     from flexrl.tracking import git_sha
     manifest = {'params': OmegaConf.to_container(cfg), 'data_seed': cfg.data_seed, 'n_eval': cfg.n_eval, 'git_sha': git_sha(),
-                'language': 'flexrl.language (templates x synonyms, held-out splits by template and by synonym)',
+                'language': language_id(),
                 'mlflow_run_id': run_id, 'train_seconds': round(res['train_seconds']), **({'init': res['init']} if cfg.init else {})}
     save_adapter(sel, out, manifest)
     base = _load_base(cfg, cfg.eval_dtype)
