@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Mapping, Sequence
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from fastapi import APIRouter, FastAPI, Request, Security
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, CONTENT_TYPE_LATEST
 from .core import get_logger
@@ -25,7 +24,7 @@ from .lm import HFSelector, SkillTrie, prefix_kv, run_decoder, greedy_decode, ti
 log = get_logger('serve')
 
 # %% auto #0
-__all__ = ['log', 'MAX_TEXT', 'MAX_ROWS', 'Text', 'SkillName', 'ROUTES', 'PUBLIC', 'OPS', 'router', 'AUTH', 'POST_ERRORS',
+__all__ = ['log', 'MAX_TEXT', 'MAX_ROWS', 'Text', 'SkillName', 'ROUTES', 'PUBLIC', 'OPS', 'router', 'BEARER', 'POST_ERRORS',
            'IGNORED', 'NEUTRAL', 'STREAMED', 'ServeSettings', 'api_token', 'is_loopback', 'ServeError',
            'error_response', 'as_serve_error', 'Job', 'Stream', 'collect', 'run_group', 'Batcher', 'LM', 'share_prefix',
            'lm_choose', 'Generated', 'lm_generate', 'lm_echo', 'Engine', 'run_select', 'CompletionJob', 'Answer',
@@ -34,9 +33,10 @@ __all__ = ['log', 'MAX_TEXT', 'MAX_ROWS', 'Text', 'SkillName', 'ROUTES', 'PUBLIC
            'ContentPart', 'Message', 'ChatRequest', 'Usage', 'CompletionLogprobs', 'CompletionChoice',
            'CompletionResponse', 'TopLogprob', 'TokenLogprob', 'ChatLogprobs', 'ChatMessageOut', 'ChatChoice',
            'ChatResponse', 'ModelCard', 'ModelList', 'Health', 'Readiness', 'ErrorDetail', 'ErrorOut', 'Metrics',
-           'read_body', 'replay', 'Guard', 'Server', 'create_app', 'schema_choices', 'unsupported', 'restriction',
-           'completion_job', 'cut', 'completion_choice', 'Chunks', 'EventStream', 'stream_answer', 'tiny_selector',
-           'selector_factory', 'checked_settings', 'run_options', 'serve', 'serve_parser', 'settings_of', 'main']
+           'read_body', 'replay', 'Guard', 'Server', 'create_app', 'bearer_openapi', 'schema_choices', 'unsupported',
+           'restriction', 'completion_job', 'cut', 'completion_choice', 'Chunks', 'EventStream', 'stream_answer',
+           'tiny_selector', 'selector_factory', 'checked_settings', 'run_options', 'serve', 'serve_parser',
+           'settings_of', 'main']
 
 # %% ../nbs/08_serve.ipynb #e893766f
 @dataclasses.dataclass
@@ -881,21 +881,29 @@ def create_app(selector: Selector | Callable[[], Selector] | None = None,  # a s
                   lifespan=_lifespan(batcher))
     st = app.state.serve = Server(s, batcher(), metrics)
     metrics.queue.set_function(lambda: st.batcher.pending); metrics.ready.set_function(lambda: float(st.batcher.ready))
-    app.include_router(router); _add_handlers(app)
+    app.include_router(router); _add_handlers(app); app.openapi = functools.partial(bearer_openapi, app)
     app.add_middleware(Guard, token=s.token, max_body=s.max_body_bytes, metrics=metrics,
                        public=PUBLIC + (('/metrics',) if s.public_metrics else ()))
     return app
 
 # %% ../nbs/08_serve.ipynb #dc2fdc24
 router = APIRouter()
-_bearer = HTTPBearer(auto_error=False, description='the server token (`FLEXRL_API_TOKEN`)')
-AUTH = [Security(_bearer)]  # documents the token in the OpenAPI schema; `Guard` enforces it
+BEARER = {'security': [{'HTTPBearer': []}]}  # documents the token on a route; `Guard` enforces it, no per-route dependency
 _ERR = {400: 'bad input', 401: 'missing or wrong token', 404: 'unknown model', 413: 'request too large',
         422: 'invalid request',
         503: 'model loading, failing, busy or shutting down'}
 def _errors(*codes: int) -> dict: return {c: {'model': ErrorOut, 'description': _ERR[c]} for c in codes}
 
 POST_ERRORS = _errors(400, 401, 404, 413, 422, 503)
+
+# %% ../nbs/08_serve.ipynb #93035ce1
+def bearer_openapi(app: FastAPI) -> dict:
+    "`app`'s OpenAPI schema with the bearer scheme that `BEARER` routes name (built once)."
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)
+        schema.setdefault('components', {}).setdefault('securitySchemes', {})['HTTPBearer'] = {
+            'type': 'http', 'scheme': 'bearer', 'description': 'the server token (`FLEXRL_API_TOKEN`)'}
+    return app.openapi_schema
 
 # %% ../nbs/08_serve.ipynb #4b622d26
 @router.get('/health', operation_id='health', response_model=Health, tags=['probes'])
@@ -914,7 +922,7 @@ async def _ready(request: Request):
                         200 if b.ready else 503)
 
 # %% ../nbs/08_serve.ipynb #43e65b29
-@router.get('/metrics', operation_id='metrics', response_model=None, dependencies=AUTH, tags=['probes'],
+@router.get('/metrics', operation_id='metrics', response_model=None, openapi_extra=BEARER, tags=['probes'],
             responses={200: {'content': {'text/plain': {'schema': {'type': 'string'}}},
                              'description': 'Prometheus text format'}, **_errors(401)})
 async def _metrics(request: Request):
@@ -922,14 +930,14 @@ async def _metrics(request: Request):
     return PlainTextResponse(request.app.state.serve.metrics.text(), media_type=CONTENT_TYPE_LATEST)
 
 # %% ../nbs/08_serve.ipynb #903059e0
-@router.get('/v1/models', operation_id='models', response_model=ModelList, dependencies=AUTH, responses=_errors(401),
+@router.get('/v1/models', operation_id='models', response_model=ModelList, openapi_extra=BEARER, responses=_errors(401),
             tags=['openai'])
 async def _models(request: Request) -> ModelList:
     "The served model (OpenAI's model list)."
     return ModelList(data=[ModelCard(id=request.app.state.serve.settings.model_name, created=int(time.time()))])
 
 # %% ../nbs/08_serve.ipynb #39a14bf7
-@router.post('/v1/select', operation_id='select', response_model=SelectResponse, dependencies=AUTH,
+@router.post('/v1/select', operation_id='select', response_model=SelectResponse, openapi_extra=BEARER,
              responses=POST_ERRORS, tags=['selector'])
 async def _select(body: SelectRequest, request: Request) -> SelectResponse:
     "Choose a skill for every decision of a batch, with every skill's score."
@@ -1118,7 +1126,7 @@ async def stream_answer(st: Server, job: CompletionJob, rows: int, n: int, chunk
 STREAMED = {200: {'content': {'text/event-stream': {'schema': {'type': 'string'}}},
                   'description': 'the answer (JSON), or with `stream` its server-sent events'}}
 
-@router.post('/v1/completions', operation_id='completions', response_model=CompletionResponse, dependencies=AUTH,
+@router.post('/v1/completions', operation_id='completions', response_model=CompletionResponse, openapi_extra=BEARER,
              responses={**STREAMED, **POST_ERRORS}, tags=['openai'])
 async def _completions(body: CompletionRequest, request: Request) -> CompletionResponse:
     "OpenAI text completions (greedy), streamed or not; an answer restricted to choices is one of them."
@@ -1136,7 +1144,7 @@ async def _completions(body: CompletionRequest, request: Request) -> CompletionR
                                        for i, a in enumerate(answers) for k in range(n)])
 
 # %% ../nbs/08_serve.ipynb #9c2018fc
-@router.post('/v1/chat/completions', operation_id='chat_completions', response_model=ChatResponse, dependencies=AUTH,
+@router.post('/v1/chat/completions', operation_id='chat_completions', response_model=ChatResponse, openapi_extra=BEARER,
              responses={**STREAMED, **POST_ERRORS}, tags=['openai'])
 async def _chat_completions(body: ChatRequest, request: Request) -> ChatResponse:
     "OpenAI chat completions (greedy) with the model's chat template, streamed or not; a restricted answer is a choice."
