@@ -7,6 +7,7 @@ from __future__ import annotations
 import re, dataclasses
 from typing import Mapping, Sequence
 import numpy as np
+from .core import params_hash
 from .steering import ATOMS, COMPLETES, DIRECTIONS, PLACES, INTENT_KINDS, Intent
 
 # %% auto #0
