@@ -313,11 +313,20 @@ class HFSelector(Selector):
             return {'score': _by_score, 'constrained': _by_trie, 'generate': _by_text}[mode](
                 self, kv, suffixes, trie, skills)
 
-    def _select(self, ds, skills):
-        kv, trie, out = *self.cached(skills), []
-        for i in range(0, len(ds), self.batch_size):
-            out += self.choose(kv, [self.suffix_ids(d, skills) for d in ds[i:i + self.batch_size]], trie, skills)
-        return out
+    def encode(self, ds: Sequence[Decision], skills: Sequence[str]) -> list[list[int]]:
+        "`suffix_ids` of many decisions, tokenized in one call."
+        tail = self.parts(skills)[1]
+        if not ds: return []
+        return self.tokenizer([self.template.user_text(d) + tail for d in ds], add_special_tokens=False).input_ids
+
+    def select_encoded(self, suffixes: Sequence[Sequence[int]], skills: Sequence[str] = SKILLS) -> list[Choice]:
+        "`select` for decisions already `encode`d (a server checks their length first): a listed skill each."
+        kv, trie, out = *self.cached(skills := check_skills(skills)), []
+        for i in range(0, len(suffixes), self.batch_size):
+            out += self.choose(kv, suffixes[i:i + self.batch_size], trie, skills)
+        return [self._checked(c, skills) for c in out]
+
+    def _select(self, ds, skills): return self.select_encoded(self.encode(ds, skills), skills)
 
 # %% ../nbs/05a_lm.ipynb #a90d2639
 def _by_score(sel: HFSelector, kv, sufs, trie: SkillTrie, skills) -> list[Choice]:

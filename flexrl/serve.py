@@ -368,24 +368,25 @@ class Engine:
         if isinstance(sel, HFSelector): sel.batch_size = max(1, settings.max_batch)
         self.lm = LM(sel, settings.max_prompt_tokens, settings.max_batch) if isinstance(sel, HFSelector) else None
 
-    def check(self, ds: Sequence[Decision], skills: tuple[str, ...]):
-        "Refuse decisions whose prompt would be longer than the server takes."
-        if self.lm is None: return
-        n0 = self.lm.prefix_len(skills) + max(map(len, self.lm.trie(skills).seqs))
-        for i, d in enumerate(ds):
-            if (n := n0 + len(self.sel.suffix_ids(d, skills))) > self.lm.limit:
-                raise ValueError(f'decision {i} makes a prompt of {n} tokens: '
-                                 f'this server takes at most {self.lm.limit}')
+    def encode(self, ds: Sequence[Decision], skills: tuple[str, ...]) -> list[list[int]] | None:
+        "The decisions' prompt ids (None without an `LM`); a `ValueError` when one is longer than the server takes."
+        if self.lm is None: return None
+        n0, ids = self.lm.prefix_len(skills) + max(map(len, self.lm.trie(skills).seqs)), self.sel.encode(ds, skills)
+        for i, s in enumerate(ids):
+            if (n := n0 + len(s)) > self.lm.limit:
+                raise ValueError(f'decision {i} makes a prompt of {n} tokens: this server takes at most {self.lm.limit}')
+        return ids
 
 # %% ../nbs/08_serve.ipynb #e7393ab4
 def run_select(eng: Engine, payloads: list[tuple[list[Decision], tuple[str, ...]]]) -> list:
-    "The choices of each request (or its error), all of a round's decisions in one `select` call."
+    "The choices of each request (or its error), all of a round's decisions in one call, each tokenized once."
     skills, out, ok = payloads[0][1], [None] * len(payloads), []
     for j, (ds, _) in enumerate(payloads):
-        try: eng.check(ds, skills); ok.append(j)
+        try: ok.append((j, eng.encode(ds, skills)))
         except ValueError as e: out[j] = e
-    cs = eng.sel.select([d for j in ok for d in payloads[j][0]], skills) if ok else []
-    for j in ok: out[j], cs = cs[:len(payloads[j][0])], cs[len(payloads[j][0]):]
+    if eng.lm is None: cs = eng.sel.select([d for j, _ in ok for d in payloads[j][0]], skills) if ok else []
+    else: cs = eng.sel.select_encoded([s for _, ids in ok for s in ids], skills)
+    for j, _ in ok: out[j], cs = cs[:len(payloads[j][0])], cs[len(payloads[j][0]):]
     return out
 
 # %% ../nbs/08_serve.ipynb #e9bc046f

@@ -18,8 +18,8 @@ __all__ = ['log', 'SKILLS', 'DIRECTIONS', 'PLACES', 'ATOMS', 'COMPLETES', 'EVENT
            'SKILL_MOVES', 'SELECTORS', 'SKILL_HELP', 'SYSTEM', 'PLACE_WORDS', 'OBSERVATION_FORMS', 'check_skills',
            'parse_skill', 'Intent', 'place_cells', 'places_reached', 'Decision', 'Choice', 'Selector',
            'instruction_intent', 'oracle_scores', 'best_skill', 'ScriptedSelector', 'RandomSelector', 'FixedSelector',
-           'SelectorSpec', 'register_selector', 'make_selector', 'relative_line', 'progress_text', 'PromptTemplate',
-           'chat_parts', 'text_choice']
+           'SelectorSpec', 'register_selector', 'make_selector', 'relative_line', 'progress_text', 'place_line',
+           'PromptTemplate', 'chat_parts', 'text_choice']
 
 # %% ../nbs/05_steering.ipynb #86f55b6d
 SKILLS: tuple[str, ...] = tuple(s.name for s in SKILL_SPECS)  # the arena's skill names (`flexrl.text.SKILL_SPECS`)
@@ -382,6 +382,19 @@ def progress_text(progress: Sequence[str]) -> str:
              **{f'place_reached:{p}': f'reached {w}' for p, w in PLACE_WORDS.items()}}
     return ', then '.join(words.get(e, e) for e in progress)
 
+# %% ../nbs/05_steering.ipynb #53152def
+def place_line(obs: str,                 # observation text
+               grid: int = 50,           # cells per side (for `place_cells`)
+               agent: str = 'agent',     # the object the offsets are measured from
+              ) -> str | None:
+    "`Places: top left corner 15 up, 10 left; ...`: each place's offsets from the agent, as `relative_line` (None if unreadable)."
+    try: gs = parse_observation(obs)
+    except ValueError: return None
+    if f'{agent}_pos' not in gs: return None
+    (ax, ay) = gs[f'{agent}_pos']
+    return 'Places: ' + '; '.join(_offsets(PLACE_WORDS[p][4:], round(x - ax), round(y - ay))
+                                  for p, (x, y) in place_cells(grid).items())
+
 # %% ../nbs/05_steering.ipynb #22badc6e
 OBSERVATION_FORMS = ('relative', 'text', 'both')  # how a prompt shows the observation (`PromptTemplate.observation`)
 
@@ -392,6 +405,7 @@ class PromptTemplate:
     grid: int = 50                # grid of the observation text, for the coordinate legend
     history_len: int = 0          # how many earlier (skill, feedback) pairs to show (0: none)
     observation: str = 'relative' # 'relative': the agent's cell, the others' offsets (`relative_line`); 'text': as encoded; 'both'
+    places: bool = False          # also each place's offsets from the agent (`place_line`)
 
     def __post_init__(self):
         if self.observation not in OBSERVATION_FORMS: raise ValueError(f'observation must be one of {OBSERVATION_FORMS}, got {self.observation!r}')
@@ -408,6 +422,7 @@ class PromptTemplate:
         d = Decision.make(d)
         rel = relative_line(d.obs, self.grid, cell=self.observation == 'relative') if self.observation != 'text' else None
         lines = ([] if self.observation == 'relative' and rel else [f'Observation: {d.obs}']) + ([rel] if rel else [])
+        lines += [pl] if self.places and (pl := place_line(d.obs, self.grid)) else []
         if self.history_len > 0 and d.history:
             lines.append('Earlier: ' + '; '.join(f'{s} ({f})' for s, f in d.history[-self.history_len:]))
         lines.append(f"Last skill: {d.feedback or 'none yet'}")

@@ -194,6 +194,7 @@ class TuneConfig:
     skills: list[str] = dataclasses.field(default_factory=lambda: list(SKILLS))  # the skill list
     grid: int = 50                  # cells per side of the observation text
     observation: str = 'relative'   # how the prompt shows the observation (`PromptTemplate.observation`)
+    places: bool = False            # ... and each place's offsets from the agent (`PromptTemplate.places`)
     history_len: int = 0            # earlier (skill, feedback) pairs the prompt shows
     train_history_len: int = 2      # ... while training, so the adapter reads prompts with and without them
     step: float = 5.0               # the oracle's look-ahead (cells)
@@ -229,7 +230,8 @@ def tune_config(source: str = 'parameters', **values) -> Any:
 # %% ../nbs/05b_tune.ipynb #5b6bdb6f
 def tune_template(cfg) -> PromptTemplate:
     "The prompt template a `TuneConfig` trains and deploys (training shows `train_history_len` earlier pairs instead)."
-    return PromptTemplate(grid=cfg.grid, history_len=cfg.history_len, observation=cfg.observation)
+    return PromptTemplate(grid=cfg.grid, history_len=cfg.history_len, observation=cfg.observation,
+                          places=cfg.places)
 
 # %% ../nbs/05b_tune.ipynb #4cbdef0e
 def eval_sets(cfg) -> dict[str, list[tuple[Decision, int]]]:
@@ -269,8 +271,8 @@ def _out_dir(cfg) -> Path | None:
 # %% ../nbs/05b_tune.ipynb #5bbf0cf3
 def _train_key(cfg) -> str:
     "What a checkpoint must match to be resumed: every setting that changes the training, and the language."
-    keys = ('model', 'skills', 'grid', 'observation', 'train_history_len', 'step', 'min_margin', 'history_p', 'typo_p',
-            'data_seed', 'init', 'steps', 'batch_size', 'lr', 'warmup', 'rank', 'alpha', 'targets', 'last_layers', 'dtype')
+    keys = ('model', 'skills', 'grid', 'observation', 'places', 'train_history_len', 'step', 'min_margin', 'history_p',
+            'typo_p', 'data_seed', 'init', 'steps', 'batch_size', 'lr', 'warmup', 'rank', 'alpha', 'targets', 'last_layers', 'dtype')
     return params_hash({'language': language_id(), **{k: cfg[k] if hasattr(cfg, '__getitem__') else getattr(cfg, k)
                                                      for k in keys}})
 
