@@ -1,7 +1,7 @@
 """Inference server benchmark: the server against the machine's limit, and with micro-batching against without.
 
   python bench/bench_serve.py [--clients 64] [--seconds 30] [--workloads select generate] [--selector tiny|tuned]
-                              [--hidden 64] [--threads 1] [--max-batch 32] [--profile]
+                              [--hidden 64] [--threads 1] [--max-batch 32] [--engine process|thread] [--profile]
 
 Starts `flexrl serve` (the tiny random model, or `--selector tuned`: SmolLM2 with its adapter) as a real uvicorn
 process on 127.0.0.1 (a free port, a token) once per setting, one at a time, and runs a bounded asyncio load against
@@ -11,8 +11,10 @@ its answer, for `--seconds`. Two workloads: `select` (one decision per `POST /v1
 
 The limit: in the same run, before and after the select server runs, the same selector scores the same decisions in
 a process of its own (same torch threads), `--max-batch` decisions per `select` call as the server's full rounds, no
-HTTP. The server's select throughput at `--clients` is reported as a fraction of it. Each server run also records
-where its CPU went (/proc): the main thread (the event loop: HTTP, JSON, validation) and the model thread; with
+HTTP. The server's select throughput at `--clients` is reported as a fraction of it, on the `--engine` (the model in
+a process of its own, `flexrl serve`'s default) and, in one more run, on the other (the model in a thread of the
+server's process, sharing the interpreter lock with the event loop). Each server run also records where its CPU went
+(/proc): the main thread (the event loop: HTTP, JSON, validation) and the model thread (or process); with
 `--profile` a further run puts the event loop under cProfile and lists its costliest functions.
 Prints a table (requests, errors, throughput, p50 and p99 latency, mean forward-pass batch, CPU split) and writes
 bench/results/serve.json.
@@ -49,12 +51,13 @@ def wait_ready(proc, port: int, tries: int = 3000):
     proc.kill(); raise TimeoutError('the server did not get ready')
 
 
-def start(a, max_batch: int, profile: Path | None = None):
-    "A `flexrl serve` process (the `--selector`) on a free loopback port, once ready: (process, url, port)."
+def start(a, max_batch: int, profile: Path | None = None, engine: str | None = None):
+    "A `flexrl serve` process (the `--selector`, on `engine` or `--engine`) on a free loopback port, once ready: (process, url, port)."
     port = free_port()
     args = (['--tiny', '--hidden', str(a.hidden)] if a.selector == 'tiny' else ['--selector', a.selector]) + \
         ['--seed', '0', '--port', str(port), '--max-batch', str(max_batch), '--max-wait-ms', str(a.max_wait_ms),
-         '--log-level', 'warning'] + (['--threads', str(a.threads)] if a.threads else [])
+         '--log-level', 'warning'] + (['--threads', str(a.threads)] if a.threads else []) + \
+        ([] if a.gpu or a.tp > 1 else ['--engine', engine or a.engine])
     env = {**os.environ, 'FLEXRL_API_TOKEN': TOKEN, 'HF_HUB_OFFLINE': '1'}
     if a.threads: env['OMP_NUM_THREADS'] = str(a.threads)
     code = f'from flexrl.serve import main; main({args!r})'
@@ -82,14 +85,29 @@ def thread_cpu(pid: int) -> dict[int, float]:
     return out
 
 
+def children(pid: int) -> list[int]:
+    "The child processes of `pid` (the engine process of `--engine process`)."
+    try: return [int(c) for t in Path(f'/proc/{pid}/task').glob('*') for c in (t/'children').read_text().split()]
+    except OSError: return []
+
+
+def server_cpu(pid: int) -> dict:
+    "CPU seconds of every thread of the server process and of its children: {(pid, tid): seconds}."
+    return {(p, t): v for p in [pid, *children(pid)] for t, v in thread_cpu(p).items()}
+
+
 def cpu_split(pid: int, before: dict, after: dict) -> dict:
     """Where the server's CPU went during a run: its main thread (the event loop: HTTP, JSON, validation), its busiest
-    other thread (the model thread) and the rest (torch's and uvicorn's helpers)."""
-    d = {t: after[t] - before.get(t, 0.0) for t in after}
-    loop = d.pop(pid, 0.0)
-    model = max(d.values(), default=0.0)
-    return {'event_loop_cpu_s': round(loop, 2), 'model_thread_cpu_s': round(model, 2),
-            'other_threads_cpu_s': round(sum(d.values()) - model, 2)}
+    other thread (the model thread; with `--engine process`, the engine process's), the rest of the engine process, and
+    the other threads (torch's and uvicorn's helpers)."""
+    d = {k: after[k] - before.get(k, 0.0) for k in after}
+    loop = d.pop((pid, pid), 0.0)
+    eng = {k: v for k, v in d.items() if k[0] != pid}
+    model = max((eng or d).values(), default=0.0)
+    out = {'event_loop_cpu_s': round(loop, 2), 'model_thread_cpu_s': round(model, 2),
+           'other_threads_cpu_s': round(sum(v for k, v in d.items() if k[0] == pid) - (0 if eng else model), 2)}
+    if eng: out['engine_process_other_cpu_s'] = round(sum(eng.values()) - model, 2)
+    return out
 
 
 LIMIT = '''
@@ -219,16 +237,17 @@ def request_bodies(workload: str, hidden: int, n: int = 256) -> list[bytes]:
     return [json.dumps({'prompt': sel.prompt(d), 'max_tokens': 16, 'temperature': 0}).encode() for d in ds]
 
 
-def run_server(a, w: str, mb: int, bodies, profile: Path | None = None) -> dict:
+def run_server(a, w: str, mb: int, bodies, profile: Path | None = None, engine: str | None = None) -> dict:
     "One server run of workload `w` at max batch `mb`: the load's numbers, the batches, where the CPU went."
     path, op, _ = WORKLOADS[w]
-    proc, url, port = start(a, mb, profile)
+    proc, url, port = start(a, mb, profile, engine)
     try:
-        print(f'{w}: max batch {mb}, {a.clients} clients for {a.seconds:.0f} s against {url}'
+        print(f'{w}: max batch {mb}, {engine or a.engine} engine, {a.clients} clients for {a.seconds:.0f} s against {url}'
               f'{" (profiled)" if profile else ""} ...', flush=True)
-        t0 = thread_cpu(proc.pid)
+        t0 = server_cpu(proc.pid)
         r = asyncio.run(load(port, path, bodies, a.clients, a.seconds))
-        return {'max_batch': mb, **r, **batch_stats(url, op), **cpu_split(proc.pid, t0, thread_cpu(proc.pid))}
+        return {'max_batch': mb, 'engine': engine or a.engine, **r, **batch_stats(url, op),
+                **cpu_split(proc.pid, t0, server_cpu(proc.pid))}
     finally: stop(proc)
 
 
@@ -245,6 +264,10 @@ def main(argv=None) -> int:
     p.add_argument('--max-batch', type=int, default=32, help='max batch of the micro-batching server (its default: 32)')
     p.add_argument('--max-wait-ms', type=float, default=5)
     p.add_argument('--no-unbatched', action='store_true', help='skip the max-batch-1 runs')
+    p.add_argument('--engine', default='process', choices=['process', 'thread'],
+                   help="where the server's model runs (flexrl serve --engine): 'process' (its own) or 'thread'")
+    p.add_argument('--compare-engines', action=argparse.BooleanOptionalAction, default=True,
+                   help='select: one more micro-batching run on the other engine')
     p.add_argument('--profile', action='store_true', help="one more select run with the server's event loop under cProfile")
     p.add_argument('--gpu', action='store_true', help='serve (and measure the limit) on the GPU, through flexrl.parallel')
     p.add_argument('--tp', type=int, default=1, help='split the served model over this many GPUs (torchrun); no limit run')
@@ -265,6 +288,9 @@ def main(argv=None) -> int:
             lim = [limit(a, a.max_batch)]
         runs['micro-batching'] = run_server(a, w, a.max_batch, bodies)
         if not a.no_unbatched: runs['no batching'] = run_server(a, w, 1, bodies)
+        if w == 'select' and a.compare_engines and not (a.gpu or a.tp > 1):   # the other engine, same load, same run
+            other = 'thread' if a.engine == 'process' else 'process'
+            runs[f'{other} engine'] = run_server(a, w, a.max_batch, bodies, engine=other)
         res = {'what': WORKLOADS[w][2], 'runs': runs, 'errors': sum(r['errors'] for r in runs.values())}
         b, u = runs['micro-batching'], runs.get('no batching')
         res['speedup'] = round(b['throughput_rps'] / u['throughput_rps'], 2) if u and u['throughput_rps'] else None
@@ -277,6 +303,8 @@ def main(argv=None) -> int:
                             'spread': [min(x['decisions_per_s'] for x in lim), max(x['decisions_per_s'] for x in lim)]}
             res['fraction_of_limit'] = round(b['throughput_rps'] / mean, 3) if mean else None
             goals.append((res['fraction_of_limit'] or 0) >= 0.85)
+            res['fraction_of_limit_by_engine'] = {x['engine']: round(x['throughput_rps'] / mean, 3) for n, x in runs.items()
+                                                  if n == 'micro-batching' or n.endswith(' engine')} if mean else {}
             if a.profile:
                 prof = a.out.parent/'serve_select.prof'; a.out.parent.mkdir(parents=True, exist_ok=True)
                 res['profiled_run'] = run_server(a, w, a.max_batch, bodies, prof)
@@ -307,7 +335,8 @@ def main(argv=None) -> int:
         line = f"{w}: {r['what']}: {r['errors']} errors"
         if r.get('speedup') is not None: line += f", micro-batching {r['speedup']}x without"
         if 'limit' in r: line += (f", {r['runs']['micro-batching']['throughput_rps']} req/s = {100 * r['fraction_of_limit']:.1f}% "
-                                  f"of the in-process {r['limit']['decisions_per_s']} decisions/s (spread {r['limit']['spread']})")
+                                  f"of the in-process {r['limit']['decisions_per_s']} decisions/s (spread {r['limit']['spread']}; "
+                                  f"by engine {r['fraction_of_limit_by_engine']})")
         print(f"{line}: {'PASS' if r['passed'] else 'FAIL'}")
         for f in r.get('event_loop_top', [])[:12]:
             print(f"  event loop: {f['own_s']:>7} s own, {f['cumulative_s']:>7} s cum, {f['calls']:>8} calls  {f['function']}")

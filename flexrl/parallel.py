@@ -4,7 +4,8 @@
 
 # %% ../nbs/09_parallel.ipynb #7fd5bbc3
 from __future__ import annotations
-import os, sys, json, math, time, signal, shutil, hashlib, argparse, datetime, tempfile, functools, subprocess
+import os, sys, json, math, time, signal, shutil, hashlib, argparse, datetime, tempfile, functools, subprocess, \
+    dataclasses
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 import numpy as np
@@ -364,7 +365,8 @@ def serve_tp(settings,                      # `flexrl.serve.ServeSettings`, the 
             release(); signal.signal(signum, signal.SIG_DFL); signal.raise_signal(signum)
         for s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, stop)
         log.info(f'serving with the model split over {world} processes')
-        try: uvicorn.run(create_app(load, settings, mirror=mirrored), **run)
+        # the model stays in this process, which holds the process group: the 'thread' engine
+        try: uvicorn.run(create_app(load, dataclasses.replace(settings, engine='thread'), mirror=mirrored), **run)
         finally: release()
         return
     for s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_IGN)  # rank 0 drains first, then releases us

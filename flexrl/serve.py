@@ -5,7 +5,7 @@
 # %% ../nbs/08_serve.ipynb #20fb50a1
 from __future__ import annotations
 import os, sys, hmac, json, math, time, uuid, queue, asyncio, argparse, functools, ipaddress, threading, contextlib, \
-    dataclasses, collections
+    dataclasses, collections, itertools, multiprocessing, pickle, signal
 import uvicorn
 from fastcore.basics import patch
 from pathlib import Path
@@ -24,21 +24,23 @@ from .lm import HFSelector, SkillTrie, prefix_kv, run_decoder, greedy_decode, ti
 log = get_logger('serve')
 
 # %% auto #0
-__all__ = ['log', 'MAX_TEXT', 'MAX_ROWS', 'Text', 'SkillName', 'ROUTES', 'PUBLIC', 'OPS', 'router', 'BEARER', 'POST_ERRORS',
-           'IGNORED', 'NEUTRAL', 'STREAMED', 'ServeSettings', 'api_token', 'is_loopback', 'ServeError',
-           'error_response', 'as_serve_error', 'Job', 'Stream', 'collect', 'run_group', 'Batcher', 'LM', 'share_prefix',
-           'lm_choose', 'Generated', 'lm_generate', 'lm_echo', 'Engine', 'run_select', 'CompletionJob', 'Answer',
-           'render_chat', 'unsure_tail', 'stream_emitter', 'run_complete', 'DecisionIn', 'SelectRequest', 'ChoiceOut',
-           'SelectResponse', 'finite', 'StreamOptions', 'StructuredOutputs', 'ResponseFormat', 'CompletionRequest',
-           'ContentPart', 'Message', 'ChatRequest', 'Usage', 'CompletionLogprobs', 'CompletionChoice',
-           'CompletionResponse', 'TopLogprob', 'TokenLogprob', 'ChatLogprobs', 'ChatMessageOut', 'ChatChoice',
-           'ChatResponse', 'ModelCard', 'ModelList', 'Health', 'Readiness', 'ErrorDetail', 'ErrorOut', 'Metrics',
-           'read_body', 'replay', 'Guard', 'Server', 'create_app', 'bearer_openapi', 'schema_choices', 'unsupported',
-           'restriction', 'completion_job', 'cut', 'completion_choice', 'Chunks', 'EventStream', 'stream_answer',
-           'tiny_selector', 'selector_factory', 'checked_settings', 'run_options', 'serve', 'serve_parser',
-           'settings_of', 'main']
+__all__ = ['log', 'ENGINES', 'MAX_TEXT', 'MAX_ROWS', 'Text', 'SkillName', 'ROUTES', 'PUBLIC', 'OPS', 'router', 'BEARER',
+           'POST_ERRORS', 'IGNORED', 'NEUTRAL', 'STREAMED', 'ServeSettings', 'api_token', 'is_loopback', 'ServeError',
+           'error_response', 'as_serve_error', 'Job', 'Stream', 'collect', 'run_group', 'Batcher', 'StreamProxy',
+           'engine_main', 'EngineProcess', 'LM', 'share_prefix', 'lm_choose', 'Generated', 'lm_generate', 'lm_echo',
+           'Engine', 'run_select', 'CompletionJob', 'Answer', 'render_chat', 'unsure_tail', 'stream_emitter',
+           'run_complete', 'DecisionIn', 'SelectRequest', 'ChoiceOut', 'SelectResponse', 'finite', 'StreamOptions',
+           'StructuredOutputs', 'ResponseFormat', 'CompletionRequest', 'ContentPart', 'Message', 'ChatRequest', 'Usage',
+           'CompletionLogprobs', 'CompletionChoice', 'CompletionResponse', 'TopLogprob', 'TokenLogprob', 'ChatLogprobs',
+           'ChatMessageOut', 'ChatChoice', 'ChatResponse', 'ModelCard', 'ModelList', 'Health', 'Readiness',
+           'ErrorDetail', 'ErrorOut', 'Metrics', 'read_body', 'replay', 'Guard', 'Server', 'given', 'load_engine',
+           'engine_kind', 'create_app', 'bearer_openapi', 'schema_choices', 'unsupported', 'json_answer', 'restriction',
+           'completion_job', 'cut', 'completion_choice', 'Chunks', 'EventStream', 'stream_answer', 'tiny_selector',
+           'selector_factory', 'checked_settings', 'run_options', 'serve', 'serve_parser', 'settings_of', 'main']
 
 # %% ../nbs/08_serve.ipynb #e893766f
+ENGINES = ('thread', 'process')  # where the model runs (`ServeSettings.engine`)
+
 @dataclasses.dataclass
 class ServeSettings:
     "How the server batches, what it accepts and who may call it."
@@ -54,6 +56,7 @@ class ServeSettings:
     token: str | None = None             # bearer token (None: `FLEXRL_API_TOKEN` or `..._FILE`, else no auth)
     public_metrics: bool = False         # serve `/metrics` without the token (for scrapers that cannot send one)
     threads: int | None = None           # torch threads of the model (None: torch's default)
+    engine: str = 'thread'               # where the model runs: 'thread' (of the server's process) or 'process' (its own)
 
 # %% ../nbs/08_serve.ipynb #f90d17b7
 def api_token(token: str | None = None,  # an explicit token wins
@@ -80,6 +83,7 @@ class ServeError(Exception):
     "An error the server answers with: HTTP `status`, a message and an OpenAI-style error type."
     def __init__(self, status: int, message: str, type: str = 'invalid_request_error'):
         super().__init__(message); self.status, self.message, self.type = status, message, type
+    def __reduce__(self): return ServeError, (self.status, self.message, self.type)  # it crosses process boundaries
 
 # %% ../nbs/08_serve.ipynb #cb628e99
 def error_response(status: int, message: str, type: str = 'invalid_request_error',
@@ -112,9 +116,15 @@ class Job:
     rows: int = 1                                  # its size, counted against `max_batch`
     future: asyncio.Future | None = None           # what the request awaits
     loop: asyncio.AbstractEventLoop | None = None  # the request's event loop
+    reply: Callable[[Any], None] | None = None     # ... or what answers it instead (the engine process's jobs)
+    cancelled: bool = False                        # its request gave up (the engine process's jobs)
+
+    @property
+    def gone(self) -> bool: return self.cancelled or (self.future is not None and self.future.done())
 
     def resolve(self, result):
-        "Settle the future from any thread (ignored when the request gave up or its loop is gone)."
+        "Settle the future from any thread (ignored when the request gave up or its loop is gone), or `reply`."
+        if self.reply is not None: return self.reply(result)
         if self.future is None: return
         with contextlib.suppress(RuntimeError): self.loop.call_soon_threadsafe(_settle, self.future, result)
 
@@ -209,15 +219,15 @@ def _round(self: Batcher, jobs: list[Job]):
     "Group a round's live jobs by (kind, key) and run each group as one op call."
     groups = {}
     for j in jobs:
-        if not j.future.done(): groups.setdefault((j.kind, j.key), []).append(j)  # skip requests that gave up
+        if not j.gone: groups.setdefault((j.kind, j.key), []).append(j)  # skip requests that gave up
     for (kind, _), js in groups.items():
         if self.on_round: self.on_round(kind, sum(j.rows for j in js))
         for j, r in zip(js, run_group(self.ops[kind], self.state, [j.payload for j in js])): j.resolve(r)
 
 # %% ../nbs/08_serve.ipynb #9c25847b
 @patch
-async def submit(self: Batcher, kind: str, key, payload, rows: int = 1, timeout: float | None = None):
-    "Queue a job and await its result (503 `ServeError` while loading or closing, when full, and after `timeout` seconds)."
+def admit(self: Batcher, rows: int):
+    "Count `rows` against `max_queue`: a 503 `ServeError` while loading or closing, and when the queue is full."
     if not self.ready:
         raise ServeError(503, self.error or ('the server is shutting down' if self.closing else 'the model is loading'),
                          'unavailable')
@@ -225,11 +235,126 @@ async def submit(self: Batcher, kind: str, key, payload, rows: int = 1, timeout:
         if self.pending and self.pending + rows > self.max_queue:
             raise ServeError(503, f'server busy: {self.pending} rows queued', 'busy')
         self.pending += rows
+
+@patch
+async def submit(self: Batcher, kind: str, key, payload, rows: int = 1, timeout: float | None = None):
+    "Queue a job and await its result (503 `ServeError` as `admit` says, and after `timeout` seconds)."
+    self.admit(rows)
     loop = asyncio.get_running_loop()
     job = Job(kind, key, payload, rows, loop.create_future(), loop)
     self.q.put(job)
     try: return await asyncio.wait_for(job.future, timeout)
     except asyncio.TimeoutError: raise ServeError(503, f'no answer within {timeout} s', 'timeout') from None
+
+# %% ../nbs/08_serve.ipynb #c614b7d3
+class StreamProxy:
+    "A streamed job's `Stream` inside the engine process: its events go back over the pipe; a cancel closes it."
+    def __init__(self, send: Callable, id: int):  # what sends a message to the server; the job's id
+        self.send, self.id, self.closed = send, id, False
+
+    def put(self, event): self.send(('event', self.id, event))
+
+# %% ../nbs/08_serve.ipynb #acae9bb9
+def engine_main(conn,                           # the pipe to the server's process
+                load: Callable[[], Any],        # `Batcher`'s arguments (they crossed the pipe pickled)
+                ops: Mapping[str, Callable], max_batch: int, max_wait_ms: float):
+    "The engine process: a `Batcher` whose jobs come over `conn`, and whose results, events and rounds go back."
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the server decides when it ends (Ctrl-C reaches the whole group)
+    lock, jobs = threading.Lock(), {}
+    def send(msg):
+        with lock, contextlib.suppress(OSError): conn.send(msg)
+    def reply(i, r):
+        jobs.pop(i, None); send(('result', i, as_serve_error(r) if isinstance(r, BaseException) else r))
+    b = Batcher(load, ops, max_batch, max_wait_ms, math.inf, on_round=lambda kind, n: send(('round', kind, n))).start()
+    b.loaded.wait(); send(('loaded', b.error))
+    while True:
+        try: msg = conn.recv()
+        except (EOFError, OSError): break              # the server's process is gone
+        if msg[0] == 'stop': break
+        if msg[0] == 'job':
+            _, i, kind, key, payload, rows, streamed = msg
+            if streamed: payload = dataclasses.replace(payload, stream=StreamProxy(send, i))
+            jobs[i] = Job(kind, key, payload, rows, reply=functools.partial(reply, i)); b.q.put(jobs[i])
+        elif msg[0] == 'cancel' and (j := jobs.pop(msg[1], None)) is not None:
+            j.cancelled = True
+            if isinstance(s := getattr(j.payload, 'stream', None), StreamProxy): s.closed = True
+    b.stop(); send(('stopped',))
+
+# %% ../nbs/08_serve.ipynb #5ece803d
+class EngineProcess(Batcher):
+    "A `Batcher` whose model runs in a process of its own (`engine_main`); its thread only reads the process's answers."
+    def __init__(self, *args, **kw):  # `Batcher`'s; `load` and the ops must pickle (module-level functions, partials)
+        super().__init__(*args, **kw)
+        self.waiting, self.ids, self.sending, self.proc, self.conn = {}, itertools.count(), threading.Lock(), None, None
+
+    def start(self) -> EngineProcess:
+        "Start the engine process (spawned: a fresh interpreter) and the thread reading its answers (once)."
+        if self.thread.ident is not None: return self
+        ctx = multiprocessing.get_context('spawn'); self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=engine_main, args=(child, self.load, self.ops, self.max_batch, 1000 * self.max_wait),
+                                name='flexrl-engine', daemon=True)
+        try: self.proc.start()
+        except Exception as e: self.error = f'the engine process did not start: {type(e).__name__}: {e}'; self.loaded.set()
+        finally: child.close()
+        return super().start()
+
+# %% ../nbs/08_serve.ipynb #3ef98494
+@patch
+def _send(self: EngineProcess, msg):
+    "Send `msg` to the engine process (from any thread)."
+    with self.sending: self.conn.send(msg)
+
+@patch
+def _forget(self: EngineProcess, i: int):
+    "Stop waiting for job `i`: its `(future, loop, stream, rows)`, or None when it was answered already."
+    with self.lock:
+        w = self.waiting.pop(i, None)
+        if w is not None: self.pending -= w[3]
+    return w
+
+# %% ../nbs/08_serve.ipynb #46f9506b
+@patch
+def _main(self: EngineProcess):
+    "The reader thread: settle futures, pass on stream events and rounds; when the process ends, fail what waits."
+    while self.proc is not None and self.proc.exitcode is None:
+        try: msg = self.conn.recv()
+        except (EOFError, OSError): break
+        if msg[0] == 'loaded': self.error = msg[1]; self.loaded.set()
+        elif msg[0] == 'round' and self.on_round: self.on_round(msg[1], msg[2])
+        elif msg[0] == 'event' and (w := self.waiting.get(msg[1])) and w[2] is not None: w[2].put(msg[2])
+        elif msg[0] == 'result' and (w := self._forget(msg[1])): w[1].call_soon_threadsafe(_settle, w[0], msg[2])
+        elif msg[0] == 'stopped': break
+    if not self.closing: self.error = self.error or 'the model process exited'
+    self.loaded.set()
+    for i in list(self.waiting):
+        if w := self._forget(i): w[1].call_soon_threadsafe(_settle, w[0], ServeError(503, self.error or 'shut down', 'unavailable'))
+
+# %% ../nbs/08_serve.ipynb #bec9a335
+@patch
+async def submit(self: EngineProcess, kind: str, key, payload, rows: int = 1, timeout: float | None = None):
+    "As `Batcher.submit`, over the pipe; a request that gives up (a timeout, a client gone) is cancelled in the process."
+    self.admit(rows)
+    loop, i = asyncio.get_running_loop(), next(self.ids)
+    stream = payload.stream if isinstance(getattr(payload, 'stream', None), Stream) else None
+    fut = loop.create_future(); self.waiting[i] = (fut, loop, stream, rows)
+    try:
+        self._send(('job', i, kind, key, payload if stream is None else dataclasses.replace(payload, stream=None), rows,
+                    stream is not None))
+        return await asyncio.wait_for(fut, timeout)
+    except asyncio.TimeoutError: raise ServeError(503, f'no answer within {timeout} s', 'timeout') from None
+    finally:
+        if self._forget(i) is not None:
+            with contextlib.suppress(OSError): self._send(('cancel', i))
+
+# %% ../nbs/08_serve.ipynb #f757dd4e
+@patch
+def stop(self: EngineProcess, timeout: float | None = None):
+    "Let the engine process answer what is queued, then end it (terminated when it takes longer than `timeout`)."
+    self.closing = True
+    if self.proc is None or self.proc.exitcode is not None or self.proc.pid is None: return
+    with contextlib.suppress(OSError): self._send(('stop',))
+    self.thread.join(timeout); self.proc.join(timeout)
+    if self.proc.exitcode is None: self.proc.terminate(); self.proc.join(5)
 
 # %% ../nbs/08_serve.ipynb #4023f469
 class LM:
@@ -859,6 +984,24 @@ def _lifespan(new_batcher: Callable[[], Batcher]):
     return lifespan
 
 # %% ../nbs/08_serve.ipynb #374d370f
+def given(x): return x  # a factory of a selector built already (it pickles, unlike a lambda)
+
+def load_engine(factory: Callable[[], Selector], s: ServeSettings) -> Engine:
+    "What the model thread (or the engine process) builds first: the selector, with the settings' torch threads."
+    if s.threads: torch.set_num_threads(s.threads)
+    return Engine(factory(), s)
+
+def engine_kind(s: ServeSettings, factory: Callable, mirror: Callable | None = None) -> type[Batcher]:
+    "`Batcher` or `EngineProcess` for `s.engine`; a clear error for another name, or a factory that cannot cross."
+    if s.engine not in ENGINES: raise ValueError(f"engine must be one of {ENGINES}, got {s.engine!r}")
+    if s.engine == 'thread': return Batcher
+    if mirror is not None: raise ValueError("engine 'process' cannot mirror ops (tensor-parallel serving runs 'thread')")
+    try: pickle.dumps(factory)
+    except Exception as e:
+        raise TypeError(f"engine 'process' builds the selector in a process of its own: give a factory that pickles "
+                        f"(e.g. selector_factory('tuned')), not {factory!r} ({type(e).__name__}: {e})") from None
+    return EngineProcess
+
 OPS: dict[str, Callable] = {'select': run_select, 'complete': run_complete}  # what the model thread runs, by job kind
 
 def create_app(selector: Selector | Callable[[], Selector] | None = None,  # a selector, or a factory (model thread)
@@ -869,15 +1012,12 @@ def create_app(selector: Selector | Callable[[], Selector] | None = None,  # a s
     "The FastAPI app serving a selector; its model thread starts and stops with the app's lifespan."
     s = settings or ServeSettings()
     s = dataclasses.replace(s, token=api_token(s.token))
-    factory, metrics = ((lambda: selector) if isinstance(selector, Selector) else (selector or HFSelector.default),
-                        Metrics())
-    def load():
-        if s.threads: torch.set_num_threads(s.threads)
-        return Engine(factory(), s)
-    ops = {k: mirror(k, op) if mirror else op for k, op in OPS.items()}
+    factory = functools.partial(given, selector) if isinstance(selector, Selector) else selector or HFSelector.default
+    load, ops, metrics, kind = functools.partial(load_engine, factory, s), dict(OPS), Metrics(), engine_kind(s, factory, mirror)
+    if mirror: ops = {k: mirror(k, op) for k, op in ops.items()}
     def batcher() -> Batcher:
-        return Batcher(load, ops, s.max_batch, s.max_wait_ms, s.max_queue,
-                       on_round=lambda kind, rows: metrics.batch.labels(kind).observe(rows))
+        return kind(load, ops, s.max_batch, s.max_wait_ms, s.max_queue,
+                    on_round=lambda kind, rows: metrics.batch.labels(kind).observe(rows))
     app = FastAPI(title='flex-rl selector server', summary='Skill selection, OpenAI-compatible completions.',
                   lifespan=_lifespan(batcher))
     st = app.state.serve = Server(s, batcher(), metrics)
@@ -986,13 +1126,17 @@ def unsupported(body: CompletionRequest | ChatRequest) -> list[str]:
     return out
 
 # %% ../nbs/08_serve.ipynb #f03e31f4
+def json_answer(key: str | None, choice: str) -> str:
+    "A guided answer written as its JSON schema asks: the bare string, or an object holding it under `key`."
+    return json.dumps(choice if key is None else {key: choice})
+
 def restriction(body: CompletionRequest | ChatRequest) -> tuple[tuple[str, ...] | None, Callable[[str], str]]:
     "The choices a request restricts its answer to (None: free text), and how the answer is written."
     so, rf, names, render = body.structured_outputs, body.response_format, body.guided_choice, str
     if names is None and so is not None: names = so.choice
     if names is None and rf is not None and rf.type == 'json_schema' and (sc := schema_choices(rf.json_schema)):
         names, key = sc
-        render = json.dumps if key is None else (lambda s: json.dumps({key: s}))
+        render = functools.partial(json_answer, key)
     if names is not None and not names: raise ServeError(400, 'the list of choices is empty: give one at least')
     return (None if names is None else _skills(names)), render
 
@@ -1239,6 +1383,8 @@ def serve_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument('--max-rows', type=int, default=d.max_rows, help='decisions or prompts per request')
     p.add_argument('--max-queue', type=int, default=d.max_queue, help='rows waiting at most (more: 503, Retry-After)')
     p.add_argument('--threads', type=int, default=None, help='torch threads of the model')
+    p.add_argument('--engine', default='process', choices=ENGINES,
+                   help="where the model runs: 'process' (its own, the default: the event loop never holds it up) or 'thread'")
     p.add_argument('--tp', type=int, default=1,
                    help='split the model over this many processes (one GPU each): flexrl serve starts them')
     p.add_argument('--log-level', default='info')
@@ -1248,7 +1394,8 @@ def serve_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
 def settings_of(a: argparse.Namespace) -> ServeSettings:
     "The `ServeSettings` of parsed `serve_parser` options (the token still unresolved)."
     return ServeSettings(model_name=a.model_name, max_batch=a.max_batch, max_wait_ms=a.max_wait_ms, max_rows=a.max_rows,
-                         max_queue=a.max_queue, threads=a.threads)
+                         max_queue=a.max_queue, threads=a.threads,
+                         engine=a.engine)
 
 # %% ../nbs/08_serve.ipynb #8bc4cb5c
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """OpenAI's own Python client (the `openai` package, no mocks) against the server: uvicorn on a loopback port, the
 tiny model (seed 0) in-process, so answers can be checked against the same model run locally."""
-import json, threading, time
+import functools, json, threading, time
 import httpx, openai, pytest, torch, uvicorn
 
 TOKEN = 'openai-client-test-token'
@@ -26,11 +26,13 @@ def stop_uvicorn(uv, t):
     uv.should_exit = True; t.join(60)
 
 
-@pytest.fixture(scope='module')
-def server():
+@pytest.fixture(scope='module', params=['thread', 'process'])
+def server(request):
+    "The server on each engine: the model in a thread of its process, or in a process of its own."
     from flexrl.serve import create_app, ServeSettings, tiny_selector
     torch.set_num_threads(1)
-    uv, t, url = run_uvicorn(create_app(lambda: tiny_selector(0), ServeSettings(token=TOKEN, max_batch=8)))
+    app = create_app(functools.partial(tiny_selector, 0), ServeSettings(token=TOKEN, max_batch=8, engine=request.param))
+    uv, t, url = run_uvicorn(app)
     yield url
     stop_uvicorn(uv, t)
 
@@ -179,15 +181,20 @@ def test_choice_restriction_three_ways(client):
             client.chat.completions.create(model='flexrl-selector', messages=msgs, extra_body=body)
 
 
-def test_disconnect_mid_stream_frees_its_slot():
+def slow_tiny():
+    "The tiny model, 50 ms a forward pass: >= 10 s for 200 tokens (module-level, so an engine process can build it)."
+    from flexrl.serve import tiny_selector
+    sel = tiny_selector(0)
+    sel.model.get_decoder().register_forward_hook(lambda *a: time.sleep(0.05))
+    return sel
+
+
+@pytest.mark.parametrize('engine', ['thread', 'process'])
+def test_disconnect_mid_stream_frees_its_slot(engine):
     """With room for one row, a stream holds it (another request is shed: 503 with Retry-After); the client leaving
     mid-stream ends its row at the next token, and the next request is answered long before the stream would end."""
-    from flexrl.serve import create_app, ServeSettings, tiny_selector
-    def slow():
-        sel = tiny_selector(0)
-        sel.model.get_decoder().register_forward_hook(lambda *a: time.sleep(0.05))  # >= 10 s for 200 tokens
-        return sel
-    app = create_app(slow, ServeSettings(token=TOKEN, max_batch=1, max_queue=1, max_tokens=256))
+    from flexrl.serve import create_app, ServeSettings
+    app = create_app(slow_tiny, ServeSettings(token=TOKEN, max_batch=1, max_queue=1, max_tokens=256, engine=engine))
     uv, t, url = run_uvicorn(app)
     try:
         body = {'prompt': 'Go', 'max_tokens': 200, 'stream': True}

@@ -126,21 +126,28 @@ def test_bounded_load(server):
     assert rows / rounds > 2, (rows, rounds)
 
 
-SLOW = textwrap.dedent('''
+SLOW_MODULE = textwrap.dedent('''
     import time
-    from flexrl.serve import serve, ServeSettings
     from flexrl.steering import ScriptedSelector
     class Slow(ScriptedSelector):
         def _select(self, ds, skills):
             time.sleep(1.5); return super()._select(ds, skills)
-    serve(port={port}, selector=Slow(), settings=ServeSettings(max_batch=64, max_wait_ms=50), log_level='warning')
+''')
+SLOW = textwrap.dedent('''
+    import sys; sys.path.insert(0, {path!r})
+    from slowsel import Slow          # a module, so that an engine process can unpickle it
+    from flexrl.serve import serve, ServeSettings
+    serve(port={port}, selector=Slow(), settings=ServeSettings(max_batch=64, max_wait_ms=50, engine={engine!r}),
+          log_level='warning')
 ''')
 
 
-def test_graceful_shutdown(python):
+@pytest.mark.parametrize('engine', ['thread', 'process'])
+def test_graceful_shutdown(python, tmp_path, engine):
     "SIGTERM while requests are in flight: they all get their answer, then the process ends (by SIGTERM, as uvicorn re-raises it)."
+    (tmp_path/'slowsel.py').write_text(SLOW_MODULE)
     port = free_port()
-    proc = start_server(python, port, script=SLOW.format(port=port))
+    proc = start_server(python, port, script=SLOW.format(port=port, path=str(tmp_path), engine=engine))
     url = f'http://127.0.0.1:{port}'
     try:
         wait_ready(proc, url)
