@@ -1,6 +1,7 @@
 """Soak test of the inference server: a long mixed load, and whether the server stays steady under it.
 
   python bench/soak_serve.py [--seconds 600] [--clients 64] [--window 60] [--max-queue 64] [--hidden 64] [--threads 1]
+                             [--engine process|thread]
 
 Starts `flexrl serve --tiny` as a real uvicorn process on 127.0.0.1 (a free port, a token) and runs `--clients`
 closed-loop clients for `--seconds`, each on its own keep-alive connection, mixing: `/v1/select` with 1-4 decisions
@@ -10,7 +11,8 @@ rows is shed with 503 + Retry-After, which the client honours.
 
 Every `--window` seconds (a minute by default) it records the requests, their outcomes, the p50/p99 latency of
 the completed ones (a stream: to its last byte), and the server's RSS and open file descriptors (/proc, sampled every
-2 s; the window's median). Prints a table, writes bench/results/soak.json, and ends with four verdicts:
+2 s; the window's median), of its process and its engine process together. Prints a table, writes
+bench/results/soak.json, and ends with four verdicts:
   - no 5xx but shed 503s (`busy`), and no connection errors;
   - RSS grows less than 10% after the first window;
   - the fd count is flat (the last window's median within 10 of the second window's);
@@ -32,7 +34,7 @@ def start(a):
     "`flexrl serve --tiny` on a free loopback port, once ready: (process, url, port)."
     port = free_port()
     args = ['--tiny', '--seed', '0', '--hidden', str(a.hidden), '--port', str(port), '--max-queue', str(a.max_queue),
-            '--log-level', 'warning'] + (['--threads', str(a.threads)] if a.threads else [])
+            '--log-level', 'warning', '--engine', a.engine] + (['--threads', str(a.threads)] if a.threads else [])
     env = {**os.environ, 'FLEXRL_API_TOKEN': TOKEN, 'HF_HUB_OFFLINE': '1',
            **({'OMP_NUM_THREADS': str(a.threads)} if a.threads else {})}
     proc = subprocess.Popen([sys.executable, '-c', f'from flexrl.serve import main; main({args!r})'], env=env, cwd=ROOT)
@@ -40,9 +42,11 @@ def start(a):
 
 
 def rss_fds(pid: int) -> tuple[float, int]:
-    "The process's resident memory (MiB) and open file descriptors."
-    kb = next(int(l.split()[1]) for l in Path(f'/proc/{pid}/status').read_text().splitlines() if l.startswith('VmRSS:'))
-    return kb / 1024, len(os.listdir(f'/proc/{pid}/fd'))
+    "RSS (MiB) and open file descriptors of the server: its process and its children (the engine process), summed."
+    pids = [pid] + [int(c) for t in Path(f'/proc/{pid}/task').glob('*') for c in (t/'children').read_text().split()]
+    kb = sum(next(int(l.split()[1]) for l in Path(f'/proc/{p}/status').read_text().splitlines() if l.startswith('VmRSS:'))
+             for p in pids)
+    return kb / 1024, sum(len(os.listdir(f'/proc/{p}/fd')) for p in pids)
 
 
 class Conn:
@@ -191,6 +195,7 @@ def main(argv=None) -> int:
     p.add_argument('--max-queue', type=int, default=64, help="the server's queue: rows beyond are shed (503)")
     p.add_argument('--hidden', type=int, default=64)
     p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--engine', default='process', choices=['process', 'thread'], help="where the server's model runs")
     p.add_argument('--out', type=Path, default=ROOT/'bench'/'results'/'soak.json')
     a = p.parse_args(argv)
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
