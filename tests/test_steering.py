@@ -5,6 +5,7 @@ from flexrl.core import load_params
 from flexrl.tune import TuneConfig
 from flexrl.lm import selector_asset
 from flexrl.steering import INTENT_KINDS
+from flexrl.language import language_id
 
 
 def test_params_file_fits_the_schema(root):
@@ -28,6 +29,9 @@ def test_versioned_adapter_is_complete(root):
     params = load_params(root/'params'/'tune_selector.yaml', schema=TuneConfig)
     assert m['params']['rank'] == params.rank and m['params']['steps'] == params.steps, 'the adapter is not the one the params file makes'
     assert m['params'].get('init', '') == params.init, 'the adapter was tuned further from another one than the params file says'
+    assert m['params'].get('places', False) == params.places == m['template'].get('places', False), 'another prompt'
+    # its accuracies are on the held-out sets of this language: a changed grammar needs a retuned adapter
+    assert m['language'] == language_id(), 'the adapter was tuned on another version of flexrl.language: retune it'
     acc, kinds = m['accuracy']['deployed'], {'all', *INTENT_KINDS}
     for split in ('heldout_states', 'heldout_templates', 'heldout_synonyms'):
         assert set(acc[split]) == kinds, (split, acc[split])           # every intent kind measured
