@@ -321,12 +321,16 @@ class HFSelector(Selector):
 
     def select_encoded(self, suffixes: Sequence[Sequence[int]], skills: Sequence[str] = SKILLS) -> list[Choice]:
         "`select` for decisions already `encode`d (a server checks their length first): a listed skill each."
-        kv, trie, out = *self.cached(skills := check_skills(skills)), []
+        skills = check_skills(skills)
+        return [self._checked(c, skills) for c in self._choices(suffixes, skills)]
+
+    def _choices(self, suffixes, skills):
+        kv, trie, out = *self.cached(skills), []
         for i in range(0, len(suffixes), self.batch_size):
             out += self.choose(kv, suffixes[i:i + self.batch_size], trie, skills)
-        return [self._checked(c, skills) for c in out]
+        return out
 
-    def _select(self, ds, skills): return self.select_encoded(self.encode(ds, skills), skills)
+    def _select(self, ds, skills): return self._choices(self.encode(ds, skills), skills)
 
 # %% ../nbs/05a_lm.ipynb #a90d2639
 def _by_score(sel: HFSelector, kv, sufs, trie: SkillTrie, skills) -> list[Choice]:

@@ -24,7 +24,7 @@ from .lm import HFSelector, SkillTrie, prefix_kv, run_decoder, greedy_decode, ti
 log = get_logger('serve')
 
 # %% auto #0
-__all__ = ['log', 'ENGINES', 'MAX_TEXT', 'MAX_ROWS', 'Text', 'SkillName', 'ROUTES', 'PUBLIC', 'OPS', 'router', 'BEARER',
+__all__ = ['log', 'ENGINES', 'MAX_TEXT', 'MAX_ROWS', 'Text', 'SkillName', 'ROUTES', 'PUBLIC', 'OPS', 'router', 'SCHEME', 'BEARER',
            'POST_ERRORS', 'IGNORED', 'NEUTRAL', 'STREAMED', 'ServeSettings', 'api_token', 'is_loopback', 'ServeError',
            'error_response', 'as_serve_error', 'Job', 'Stream', 'collect', 'run_group', 'Batcher', 'StreamProxy',
            'engine_main', 'EngineProcess', 'LM', 'share_prefix', 'lm_choose', 'Generated', 'lm_generate', 'lm_echo',
@@ -1029,7 +1029,8 @@ def create_app(selector: Selector | Callable[[], Selector] | None = None,  # a s
 
 # %% ../nbs/08_serve.ipynb #dc2fdc24
 router = APIRouter()
-BEARER = {'security': [{'HTTPBearer': []}]}  # documents the token on a route; `Guard` enforces it, no per-route dependency
+SCHEME = 'HTTPBearer'  # the name of the token's security scheme in the OpenAPI schema
+BEARER = {'security': [{SCHEME: []}]}  # documents the token on a route; `Guard` enforces it, no per-route dependency
 _ERR = {400: 'bad input', 401: 'missing or wrong token', 404: 'unknown model', 413: 'request too large',
         422: 'invalid request',
         503: 'model loading, failing, busy or shutting down'}
@@ -1042,7 +1043,7 @@ def bearer_openapi(app: FastAPI) -> dict:
     "`app`'s OpenAPI schema with the bearer scheme that `BEARER` routes name (built once)."
     if app.openapi_schema is None:
         schema = FastAPI.openapi(app)
-        schema.setdefault('components', {}).setdefault('securitySchemes', {})['HTTPBearer'] = {
+        schema.setdefault('components', {}).setdefault('securitySchemes', {})[SCHEME] = {
             'type': 'http', 'scheme': 'bearer', 'description': 'the server token (`FLEXRL_API_TOKEN`)'}
     return app.openapi_schema
 
