@@ -312,6 +312,12 @@ def _forget(self: EngineProcess, i: int):
         if w is not None: self.pending -= w[3]
     return w
 
+@patch
+def _answer(self: EngineProcess, i: int, result):
+    "Settle job `i`'s future with `result`, unless it was answered already or its loop is gone (as `Job.resolve`)."
+    if (w := self._forget(i)) is not None:
+        with contextlib.suppress(RuntimeError): w[1].call_soon_threadsafe(_settle, w[0], result)
+
 # %% ../nbs/08_serve.ipynb #46f9506b
 @patch
 def _main(self: EngineProcess):
@@ -322,12 +328,11 @@ def _main(self: EngineProcess):
         if msg[0] == 'loaded': self.error = msg[1]; self.loaded.set()
         elif msg[0] == 'round' and self.on_round: self.on_round(msg[1], msg[2])
         elif msg[0] == 'event' and (w := self.waiting.get(msg[1])) and w[2] is not None: w[2].put(msg[2])
-        elif msg[0] == 'result' and (w := self._forget(msg[1])): w[1].call_soon_threadsafe(_settle, w[0], msg[2])
+        elif msg[0] == 'result': self._answer(msg[1], msg[2])
         elif msg[0] == 'stopped': break
     if not self.closing: self.error = self.error or 'the model process exited'
     self.loaded.set()
-    for i in list(self.waiting):
-        if w := self._forget(i): w[1].call_soon_threadsafe(_settle, w[0], ServeError(503, self.error or 'shut down', 'unavailable'))
+    for i in list(self.waiting): self._answer(i, ServeError(503, self.error or 'shut down', 'unavailable'))
 
 # %% ../nbs/08_serve.ipynb #bec9a335
 @patch
